@@ -1,0 +1,69 @@
+"""What handling a message produces: values the I/O layer carries out.
+
+The protocol core never publishes or writes anything itself. It returns
+:class:`Publish` (an MQTT message to send once the change is durable) and
+:class:`Event` (a registry change to announce to watchers), in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from .model import Module, Runtime
+from .topics import Topics
+
+__all__ = ["Publish", "Event", "Effect", "Outbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A registry change; ``record`` is the record after it (records are frozen)."""
+
+    type: str
+    record: Runtime | Module
+    extra: dict[str, Any] | None = None
+
+
+Effect = Union[Publish, Event]
+
+
+class Outbox:
+    """Collects the effects of one message, in the order they must happen."""
+
+    def __init__(self, topics: Topics, new_id: Callable[[], str]) -> None:
+        self.topics = topics
+        self.new_id = new_id
+        self.effects: list[Effect] = []
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        self.effects.append(Publish(topic, payload))
+
+    def reply(self, topic: str, object_id: str | None, details: dict[str, Any]) -> None:
+        """A request's answer [compat]: no ``action`` key, ``object_id`` echoed."""
+        self.publish(topic, {"object_id": object_id or self.new_id(), "type": "arts_resp",
+                             "data": {"result": "ok", "details": details}})
+
+    def error(self, object_id: str | None, desc: str, data: Any) -> None:
+        self.publish(self.topics.log, {
+            "object_id": object_id or self.new_id(), "action": "error",
+            "type": "arts_resp", "data": {"desc": desc, "data": data}})
+
+    def request(self, topic: str, action: str, data: dict[str, Any]) -> str:
+        """A request of ours (forward or notification); returns its new object_id."""
+        object_id = self.new_id()
+        self.publish(topic, {"object_id": object_id, "action": action,
+                             "type": "arts_req", "data": data})
+        return object_id
+
+    def notify(self, action: str, data: dict[str, Any]) -> None:
+        self.request(self.topics.notif, action, data)
+
+    def event(self, type_: str, record: Runtime | Module, **extra: Any) -> None:
+        self.effects.append(Event(type_, record, extra or None))

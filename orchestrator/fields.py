@@ -1,0 +1,162 @@
+"""Reading the ``data`` of a request field by field, with types checked.
+
+A wrong type is an ``invalid field`` error naming the path and what was
+expected; nothing is coerced silently. Identifiers that end up in topics
+(runtime and module uuids) may not contain MQTT topic syntax, so no client
+can make the orchestrator publish to a topic of its choosing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .envelope import ProtocolError, invalid, missing
+
+__all__ = ["Fields", "runtime_fields", "module_fields", "check_ident",
+           "MAX_IDENT", "MAX_DEPTH", "MAX_ITEMS"]
+
+MAX_IDENT = 128
+MAX_DEPTH = 32
+MAX_ITEMS = 4096
+_FORBIDDEN = set("/+#")
+
+
+def check_ident(value: Any, path: str) -> str:
+    """A uuid-like identifier: a non-empty string safe to put in a topic level."""
+    if not isinstance(value, str):
+        raise invalid(path, "string")
+    if (not value or len(value) > MAX_IDENT
+            or any(c in _FORBIDDEN or ord(c) < 0x20 for c in value)):
+        raise invalid(path, f"identifier of 1-{MAX_IDENT} characters without '/', '+', '#'")
+    return value
+
+
+def _depth_ok(value: Any) -> bool:
+    """Nesting depth and container sizes are bounded (walks without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > MAX_DEPTH or len(v) > MAX_ITEMS:
+                return False
+            items = v.values() if isinstance(v, dict) else v
+            stack.extend((x, depth + 1) for x in items if isinstance(x, (dict, list)))
+    return True
+
+
+class Fields:
+    """Typed reads of optional keys of a request's ``data``; remembers which were given."""
+
+    def __init__(self, data: dict[str, Any], prefix: str = "data") -> None:
+        self.data = data
+        self.prefix = prefix
+        self.given: dict[str, Any] = {}
+
+    def _path(self, key: str) -> str:
+        return f"{self.prefix}/{key}"
+
+    def _present(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def _keep(self, key: str, value: Any) -> Any:
+        self.given[key] = value
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        if not self._present(key):
+            return default
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise invalid(self._path(key), "string")
+        return self._keep(key, value)
+
+    def ident(self, key: str) -> str | None:
+        if not self._present(key):
+            return None
+        return self._keep(key, check_ident(self.data[key], self._path(key)))
+
+    def required_text(self, key: str) -> str:
+        if key not in self.data:
+            raise missing(self._path(key))
+        value = self.data[key]
+        if not isinstance(value, str) or not value:
+            raise invalid(self._path(key), "non-empty string")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+        if not self._present(key):
+            return default
+        value = self.data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise invalid(self._path(key), f"integer >= {minimum}")
+        return self._keep(key, value)
+
+    def listish(self, key: str, default: Any, *, of_strings: bool = False) -> Any:
+        """A JSON list, or a string holding one (kept as sent; see model.wire_value)."""
+        if not self._present(key):
+            return default
+        value = self.data[key]
+        if isinstance(value, str):
+            return self._keep(key, value)
+        expected = "list of strings" if of_strings else "list"
+        if not isinstance(value, list) or not _depth_ok(value):
+            raise invalid(self._path(key), expected)
+        if of_strings and not all(isinstance(v, str) for v in value):
+            raise invalid(self._path(key), expected)
+        return self._keep(key, tuple(value) if not value else value)
+
+    def json_value(self, key: str, default: Any, *, object_only: bool = False) -> Any:
+        """Any JSON value (or only an object), with bounded nesting."""
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if object_only and value is not None and not isinstance(value, dict):
+            raise invalid(self._path(key), "object or null")
+        if not _depth_ok(value):
+            raise invalid(self._path(key), f"JSON nested at most {MAX_DEPTH} deep")
+        return self._keep(key, value)
+
+    def choice(self, key: str, default: str, options: tuple[str, ...]) -> str:
+        if not self._present(key):
+            return default
+        value = self.data[key]
+        if value not in options:
+            raise invalid(self._path(key), " or ".join(f'"{o}"' for o in options))
+        return self._keep(key, value)
+
+    def kind(self, expected: str) -> None:
+        """``data.type``, when given, must name the kind the topic handles."""
+        value = self.data.get("type")
+        if value is not None and value != expected:
+            raise ProtocolError("invalid type", value)
+
+
+def runtime_fields(f: Fields, default_max_nmodules: int) -> dict[str, Any]:
+    """Registration fields (protocol.md 4.1), defaults applied; ``f.given`` has the sent ones."""
+    return {
+        "name": f.text("name", "runtime"),
+        "apis": f.listish("apis", ("wasm", "wasi"), of_strings=True),
+        "runtime_type": f.text("runtime_type", "linux"),
+        "max_nmodules": f.integer("max_nmodules", default_max_nmodules),
+        "page_size": f.integer("page_size", 65536),
+        "aot_target": f.json_value("aot_target", "{}"),
+        "metadata": f.json_value("metadata", None),
+        "platform": f.json_value("platform", None),
+    }
+
+
+def module_fields(f: Fields) -> dict[str, Any]:
+    """Module create fields (protocol.md 4.3), defaults applied; parent is read elsewhere."""
+    return {
+        "name": f.text("name", "module"),
+        "filename": f.text("filename", ""),
+        "filetype": f.text("filetype", "WA"),
+        "apis": f.listish("apis", ("wasm", "wasi"), of_strings=True),
+        "args": f.listish("args", ()),
+        "env": f.listish("env", ()),
+        "channels": f.listish("channels", ()),
+        "peripherals": f.listish("peripherals", ()),
+        "resources": f.json_value("resources", None, object_only=True),
+        "metadata": f.json_value("metadata", None),
+        "fault_crash": f.choice("fault_crash", "ignore", ("ignore", "restart")),
+    }

@@ -1,0 +1,146 @@
+"""Keepalive bookkeeping and dead verdicts (protocol.md 7.4), as pure logic.
+
+A runtime is judged by keepalives only once it has sent two: from then on
+it may be silent for ``keepalive_misses`` times the longer of the advertised
+interval and the rhythm it has actually kept (its longest recent gap). A
+runtime that never sends keepalives is judged by its last will alone.
+
+While the orchestrator's own broker link is down nobody is judged, and after
+it comes back every runtime gets one full grace period, so our outage is
+never mistaken for the fleet's. Deadlines sit in one heap that a periodic
+sweep pops; there is no timer per runtime.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Module, Runtime
+
+__all__ = ["Liveness"]
+
+#: how many recent keepalive gaps make up a runtime's "rhythm"
+GAPS_KEPT = 4
+
+
+@dataclass(slots=True)
+class _Track:
+    last_seen: float
+    keepalives: int = 0
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=GAPS_KEPT))
+
+
+class Liveness:
+    """Last-seen times and keepalive deadlines of alive runtimes."""
+
+    def __init__(self, ka_interval_sec: float, misses: int) -> None:
+        self.ka_interval = float(ka_interval_sec)
+        self.misses = misses
+        self._tracks: dict[str, _Track] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._bus_up = False
+        self._bus_up_since = 0.0
+        self._last_seen_of_dead: dict[str, float] = {}
+
+    # -- registry observer: start tracking alive runtimes, forget dead ones --
+    def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
+        if new is not None and new.alive:
+            if old is None or not old.alive or old.registered_at != new.registered_at:
+                self._tracks[new.uuid] = _Track(last_seen=new.registered_at)
+                self._last_seen_of_dead.pop(new.uuid, None)
+        elif old is not None:
+            track = self._tracks.pop(old.uuid, None)
+            if track is not None and new is not None:
+                self._last_seen_of_dead[new.uuid] = track.last_seen
+            elif new is None:
+                self._last_seen_of_dead.pop(old.uuid, None)
+
+    def module_changed(self, old: Module | None, new: Module | None) -> None:
+        pass
+
+    # -- inputs -----------------------------------------------------------------
+    def keepalive(self, uuid: str, now: float) -> None:
+        track = self._tracks.get(uuid)
+        if track is None:
+            return
+        if track.keepalives:
+            track.gaps.append(max(0.0, now - track.last_seen))
+        track.last_seen = max(track.last_seen, now)
+        track.keepalives += 1
+        if track.keepalives >= 2:
+            heapq.heappush(self._deadlines, (self._deadline(track), uuid))
+            if len(self._deadlines) > 4 * len(self._tracks) + 1024:
+                self._compact()
+
+    def bus_up(self, now: float) -> None:
+        """Our broker link is (back) up: everyone gets a full period from now."""
+        self._bus_up, self._bus_up_since = True, now
+
+    def bus_down(self) -> None:
+        self._bus_up = False
+
+    # -- reads --------------------------------------------------------------------
+    def last_seen(self, uuid: str) -> float | None:
+        track = self._tracks.get(uuid)
+        return track.last_seen if track is not None else self._last_seen_of_dead.get(uuid)
+
+    def timeout(self, uuid: str) -> float | None:
+        """How long this runtime may stay silent, or None if it is judged by its will."""
+        track = self._tracks.get(uuid)
+        if track is None or track.keepalives < 2:
+            return None
+        return self._timeout(track)
+
+    def _timeout(self, track: _Track) -> float:
+        return self.misses * max([self.ka_interval, *track.gaps])
+
+    def _deadline(self, track: _Track) -> float:
+        return max(track.last_seen, self._bus_up_since) + self._timeout(track)
+
+    def _compact(self) -> None:
+        self._deadlines = [(self._deadline(t), u) for u, t in self._tracks.items()
+                           if t.keepalives >= 2]
+        heapq.heapify(self._deadlines)
+
+    # -- verdicts -------------------------------------------------------------------
+    def overdue(self, now: float) -> list[str]:
+        """Runtimes silent past their deadline; empty while our broker link is down."""
+        if not self._bus_up:
+            return []
+        dead: list[str] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, uuid = heapq.heappop(heap)
+            track = self._tracks.get(uuid)
+            if track is None or track.keepalives < 2:
+                continue
+            deadline = self._deadline(track)
+            if deadline <= now:
+                if uuid not in dead:
+                    dead.append(uuid)
+            else:
+                heapq.heappush(heap, (deadline, uuid))   # seen since, or in grace
+        return dead
+
+    # -- persistence: last-seen times survive a restart (not journaled) --
+    def dump(self) -> dict[str, Any]:
+        return {u: [t.last_seen, t.keepalives, list(t.gaps)] for u, t in self._tracks.items()}
+
+    def restore(self, saved: Any) -> None:
+        if not isinstance(saved, dict):
+            return
+        for uuid, value in saved.items():
+            track = self._tracks.get(uuid)
+            try:
+                last_seen, keepalives, gaps = value
+                track_value = _Track(float(last_seen), int(keepalives),
+                                     deque((float(g) for g in gaps), maxlen=GAPS_KEPT))
+            except (TypeError, ValueError):
+                continue
+            if track is not None and track_value.last_seen >= track.last_seen:
+                self._tracks[uuid] = track_value
+                if track_value.keepalives >= 2:
+                    heapq.heappush(self._deadlines, (self._deadline(track_value), uuid))

@@ -1,0 +1,229 @@
+"""Runtime and module records, their status values, and every shape they take.
+
+Records are frozen: a change makes a new record (``dataclasses.replace``), so
+the registry can undo a half-done request, REST can hand out what it reads
+without copying, and a snapshot can serialize a record while others change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+__all__ = [
+    "RuntimeStatus", "ModuleStatus", "Runtime", "Module",
+    "api_set", "wire_value", "iso",
+]
+
+
+class RuntimeStatus:
+    ALIVE = "alive"
+    DEAD = "dead"
+    ALL = (ALIVE, DEAD)
+
+
+class ModuleStatus:
+    QUEUED = "queued"      # waiting for room on a compatible runtime
+    ALIVE = "alive"        # create forwarded to its runtime
+    EXITING = "exiting"    # delete forwarded, exit not yet confirmed
+    DEAD = "dead"          # exited or deleted
+    KILLED = "killed"      # its runtime died; re-created when it registers again
+    ALL = (QUEUED, ALIVE, EXITING, DEAD, KILLED)
+    #: statuses that still hold the uuid (a create with it is a duplicate)
+    IN_USE = frozenset((QUEUED, ALIVE, EXITING, KILLED))
+
+
+#: keys whose string values are JSON in disguise on the wire (protocol.md 4.1)
+WIRE_JSON_KEYS = frozenset(("apis", "args", "env", "channels", "peripherals", "aot_target"))
+
+
+def wire_value(value: Any) -> Any:
+    """A stored value as it goes out on MQTT: ``"{}"`` becomes ``{}``."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value.replace("'", '"'))
+        except ValueError:
+            return value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _wire(shape: dict[str, Any]) -> dict[str, Any]:
+    for key in WIRE_JSON_KEYS.intersection(shape):
+        shape[key] = wire_value(shape[key])
+    return shape
+
+
+def api_set(apis: Any) -> frozenset[str]:
+    """The apis a stored ``apis`` value names, however it was sent."""
+    value = wire_value(apis)
+    if isinstance(value, str):
+        return frozenset((value,))
+    if isinstance(value, (list, tuple)):
+        return frozenset(a for a in value if isinstance(a, str))
+    return frozenset()
+
+
+def iso(t: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC, the way REST shows times."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """A registered runtime; ``serial`` orders runtimes by first registration."""
+
+    uuid: str
+    serial: int
+    name: str = "runtime"
+    apis: Any = ("wasm", "wasi")
+    runtime_type: str = "linux"
+    max_nmodules: int = 100
+    page_size: int = 65536
+    aot_target: Any = "{}"
+    metadata: Any = None
+    platform: Any = None
+    ka_interval_sec: int = 5
+    status: str = RuntimeStatus.ALIVE
+    registered_at: float = 0.0
+    changed_at: float = 0.0
+    dead_reason: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == RuntimeStatus.ALIVE
+
+    def has_room(self, nalive: int) -> bool:
+        return self.max_nmodules == 0 or nalive < self.max_nmodules
+
+    # -- shapes ---------------------------------------------------------
+    def wire(self) -> dict[str, Any]:
+        """The ``details`` of a registration or deletion reply (protocol.md 4.1)."""
+        return _wire({
+            "uuid": self.uuid, "name": self.name, "apis": self.apis,
+            "runtime_type": self.runtime_type, "ka_interval_sec": self.ka_interval_sec,
+            "page_size": self.page_size, "aot_target": self.aot_target,
+            "metadata": self.metadata, "alive": self.alive, "status": self.status,
+            "max_nmodules": self.max_nmodules, "platform": self.platform,
+        })
+
+    def summary(self, children: Iterable["Module"]) -> dict[str, Any]:
+        """An item of ``GET /api/runtimes/`` (8.1) [compat]."""
+        return {
+            "uuid": self.uuid, "name": self.name, "runtime_type": self.runtime_type,
+            "aot_target": self.aot_target,
+            "children": [m.summary_in_runtime() for m in children],
+        }
+
+    def detail(self, *, nmodules: int, last_seen: float | None,
+               children: Iterable["Module"]) -> dict[str, Any]:
+        """``GET /api/runtimes/{q}/`` (8.2): the [compat] keys, then ours."""
+        return {
+            "uuid": self.uuid, "name": self.name, "apis": self.apis,
+            "runtime_type": self.runtime_type, "ka_interval_sec": self.ka_interval_sec,
+            "page_size": self.page_size, "aot_target": self.aot_target,
+            "metadata": self.metadata, "alive": self.alive,
+            "status": self.status, "max_nmodules": self.max_nmodules,
+            "platform": self.platform, "nmodules": nmodules,
+            "registered_at": iso(self.registered_at), "last_seen": iso(last_seen),
+            "dead_reason": self.dead_reason,
+            "children": [m.detail() for m in children],
+        }
+
+    # -- storage --------------------------------------------------------
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RUNTIME_FIELDS}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Runtime":
+        return cls(**{k: v for k, v in record.items() if k in RUNTIME_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """A module; ``serial`` is its arrival order (queue order, paging cursor)."""
+
+    uuid: str
+    serial: int
+    name: str = "module"
+    parent: str | None = None
+    filename: str = ""
+    filetype: str = "WA"
+    apis: Any = ("wasm", "wasi")
+    args: Any = ()
+    env: Any = ()
+    channels: Any = ()
+    peripherals: Any = ()
+    resources: Any = None
+    metadata: Any = None
+    fault_crash: str = "ignore"
+    status: str = ModuleStatus.ALIVE
+    #: the requester named the parent, so a queued module waits for that runtime
+    pinned: bool = False
+    created_at: float = 0.0
+    changed_at: float = 0.0
+    acked_at: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == ModuleStatus.ALIVE
+
+    # -- shapes ---------------------------------------------------------
+    def wire(self) -> dict[str, Any]:
+        """The ``data`` of a forwarded create (protocol.md 4.3) [compat]."""
+        return _wire({
+            "type": "module", "uuid": self.uuid, "name": self.name,
+            "parent": self.parent, "filename": self.filename,
+            "filetype": self.filetype, "apis": self.apis, "args": self.args,
+            "env": self.env, "channels": self.channels,
+            "peripherals": self.peripherals, "resources": self.resources,
+            "fault_crash": self.fault_crash, "alive": self.alive,
+            "status": self.status,
+        })
+
+    def summary_in_runtime(self) -> dict[str, Any]:
+        return {"uuid": self.uuid, "name": self.name, "filename": self.filename}
+
+    def summary(self) -> dict[str, Any]:
+        """An item of ``GET /api/modules/`` (8.3) [compat]."""
+        return {"uuid": self.uuid, "name": self.name, "parent": self.parent,
+                "filename": self.filename}
+
+    def detail(self) -> dict[str, Any]:
+        """``GET /api/modules/{q}/`` (8.4): the [compat] keys, then ours."""
+        return {
+            "uuid": self.uuid, "name": self.name, "parent": self.parent,
+            "filename": self.filename, "filetype": self.filetype,
+            "apis": _plain(self.apis), "args": _plain(self.args),
+            "env": _plain(self.env), "channels": _plain(self.channels),
+            "peripherals": _plain(self.peripherals), "resources": self.resources,
+            "alive": self.alive, "status": self.status,
+            "fault_crash": self.fault_crash, "metadata": self.metadata,
+            "created_at": iso(self.created_at), "acked_at": iso(self.acked_at),
+        }
+
+    # -- storage --------------------------------------------------------
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in MODULE_FIELDS}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Module":
+        return cls(**{k: v for k, v in record.items() if k in MODULE_FIELDS})
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+RUNTIME_FIELDS = _fields(Runtime)
+MODULE_FIELDS = _fields(Module)

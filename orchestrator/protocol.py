@@ -1,0 +1,374 @@
+"""The orchestrator's protocol logic: a message in, a list of effects out.
+
+Pure: no reactor, no sockets, no files. The caller passes the time. Each
+message is handled inside a registry transaction, so a request that fails
+half-way (a :class:`ProtocolError`, or a bug) changes nothing and yields
+exactly one error on the log topic; the next message is handled normally.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any, Callable
+
+from twisted.logger import Logger
+
+from .config import Config
+from .effects import Effect, Outbox
+from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
+from .fields import Fields, check_ident, module_fields, runtime_fields
+from .liveness import Liveness
+from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set
+from .registry import Registry, canonical_uuid
+from .scheduler import Scheduler
+from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
+
+__all__ = ["Orchestrator", "new_uuid"]
+
+#: forwarded requests whose ack we still expect (bounded; oldest forgotten first)
+PENDING_ACKS = 100_000
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _same_id(a: str, b: str) -> bool:
+    return a == b or (canonical_uuid(a) or a) == (canonical_uuid(b) or b)
+
+
+class Orchestrator:
+    """Registry, scheduler and liveness, driven by messages and the sweep."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, registry: Registry | None = None,
+                 new_id: Callable[[], str] = new_uuid) -> None:
+        self.config = config
+        self.topics = Topics(config.realm)
+        self.registry = registry if registry is not None else Registry()
+        self.scheduler = Scheduler(self.registry, config.scheduler)
+        self.liveness = Liveness(config.ka_interval_sec, config.keepalive_misses)
+        self.registry.observers.append(self.liveness)
+        self.new_id = new_id
+        self._pending_acks: OrderedDict[str, str] = OrderedDict()
+
+    # -- entry points ---------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, now: float) -> list[Effect]:
+        """Handle one MQTT message; never raises."""
+        route = self.topics.route(topic)
+        if route is None:
+            return []
+        out = Outbox(self.topics, self.new_id)
+        msg: Any = None
+        try:
+            msg = decode_payload(payload, self.config.max_payload_bytes)
+            env = parse_envelope(msg)
+            with self.registry.transaction():
+                self._dispatch(route, topic, env, out, now)
+        except ProtocolError as e:
+            out.effects.clear()
+            out.error(request_id(msg), e.desc, e.data)
+        except Exception as e:
+            self.log.failure("while handling a message on {topic}", topic=topic)
+            out.effects.clear()
+            out.error(request_id(msg), "Uncaught exception", f"{type(e).__name__}: {e}"[:200])
+        return out.effects
+
+    def sweep(self, now: float) -> list[Effect]:
+        """Declare dead the runtimes whose keepalives stopped (protocol.md 7.4)."""
+        out = Outbox(self.topics, self.new_id)
+        for uuid in self.liveness.overdue(now):
+            runtime = self.registry.runtimes.get(uuid)
+            if runtime is not None and runtime.alive:
+                self.log.warn("runtime {uuid} ({name}) missed its keepalives: dead",
+                              uuid=uuid, name=runtime.name)
+                with self.registry.transaction():
+                    self._runtime_died(runtime, "keepalive timeout", out, now)
+        return out.effects
+
+    # -- routing ------------------------------------------------------------------
+    def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
+        if env.is_reply:
+            if route.kind == CONTROL:
+                self._ack(env, now)
+            return          # other replies are our own, heard back: ignore
+        action = env.action
+        if route.kind == REG:
+            if action == "create":
+                return self._register(route, topic, env, out, now)
+            if action == "delete":
+                return self._deregister(route, topic, env, out, now)
+        elif route.kind == KEEPALIVE:
+            if action == "update":
+                return self._keepalive(route, env, out, now)
+        elif route.sub is None:
+            if action == "create":
+                return self._create_module(env, out, now)
+            if action == "delete":
+                return self._delete_module(route, env, out, now)
+            if action == "exited":
+                return self._exited(route, env, out, now)
+        else:
+            # a runtime's own control topic: only its exits (and acks) are for us;
+            # creates and deletes there are our own forwards, heard back.
+            if action == "exited":
+                return self._exited(route, env, out, now)
+            if action == "delete":
+                return self._delete_as_exit(route, env, out, now)
+            if action == "create":
+                return None
+        raise ProtocolError("invalid action", action)
+
+    def _topic_identity(self, route: Route, uuid: str | None) -> str | None:
+        """On ``reg/{X}`` and ``keepalive/{X}`` a runtime may only speak for X."""
+        if route.sub is None:
+            return uuid
+        sub = check_ident(route.sub, "topic")
+        if uuid is None:
+            return sub
+        if not _same_id(uuid, sub):
+            raise invalid("data/uuid", f"the uuid of the topic ({sub})")
+        return uuid
+
+    # -- runtimes -------------------------------------------------------------------
+    def _register(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
+        f = Fields(env.data)
+        f.kind("runtime")
+        uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
+        spec = runtime_fields(f, self.config.max_nmodules)
+        old = self.registry.runtime_by_uuid(uuid)
+        common = dict(status=RuntimeStatus.ALIVE, dead_reason=None, registered_at=now,
+                      changed_at=now, ka_interval_sec=self.config.ka_interval_sec)
+        if old is None:
+            runtime = Runtime(uuid=uuid, serial=self.registry.new_serial(), **spec, **common)
+            self.registry.put_runtime(runtime)
+            out.reply(topic, env.object_id, runtime.wire())
+            out.event("runtime.registered", runtime)
+        else:
+            updates = {k: spec[k] for k in f.given if k in spec}
+            runtime = self.registry.put_runtime(replace(old, **updates, **common))
+            out.reply(topic, env.object_id, runtime.wire())
+            out.event("runtime.reregistered", runtime, was=old.status)
+            for module in sorted(self.registry.children(runtime.uuid, ModuleStatus.KILLED),
+                                 key=lambda m: m.serial):
+                self._start_or_queue(module, runtime, out, now, "module.respawned")
+        self._fill(runtime, out, now)
+
+    def _deregister(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
+        f = Fields(env.data)
+        f.kind("runtime")
+        uuid = check_ident(f.required_text("uuid"), "data/uuid")
+        uuid = self._topic_identity(route, uuid)
+        assert uuid is not None
+        runtime = self.registry.runtime_by_uuid(uuid)
+        if runtime is None:
+            raise ProtocolError("invalid Runtime UUID", uuid)
+        if runtime.alive:
+            runtime = self._runtime_died(runtime, "delete", out, now)
+        out.reply(topic, env.object_id, runtime.wire())
+
+    def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
+        """Death by delete, last will or silence: fault policy for each module (7.3)."""
+        dead = self.registry.put_runtime(replace(
+            runtime, status=RuntimeStatus.DEAD, dead_reason=reason, changed_at=now))
+        out.notify("dead", {"type": "runtime", "uuid": dead.uuid, "name": dead.name,
+                            "reason": reason})
+        out.event("runtime.dead", dead, reason=reason)
+        for module in sorted(self.registry.children(dead.uuid), key=lambda m: m.serial):
+            if module.status == ModuleStatus.ALIVE:
+                target = (self.scheduler.pick(api_set(module.apis))
+                          if module.fault_crash == "restart" else None)
+                if target is not None:
+                    moved = self._start(module, target, out, now, "module.rescheduled",
+                                        previous=dead.uuid)
+                    out.notify("rescheduled", {"type": "module", "uuid": moved.uuid,
+                                               "name": moved.name, "from": dead.uuid,
+                                               "to": target.uuid})
+                else:
+                    killed = self.registry.put_module(replace(
+                        module, status=ModuleStatus.KILLED, changed_at=now))
+                    out.event("module.killed", killed)
+            elif module.status == ModuleStatus.EXITING:
+                gone = self.registry.put_module(replace(
+                    module, status=ModuleStatus.DEAD, changed_at=now))
+                out.event("module.exited", gone)
+        return dead
+
+    def _keepalive(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
+        f = Fields(env.data)
+        f.kind("runtime")
+        uuid = check_ident(f.required_text("uuid"), "data/uuid")
+        uuid = self._topic_identity(route, uuid)
+        assert uuid is not None
+        children = env.data.get("children", [])
+        if not isinstance(children, list):
+            raise invalid("data/children", "list")
+        runtime = self.registry.runtime_by_uuid(uuid)
+        if runtime is None:
+            self.log.info("keepalive from unknown runtime {uuid}; waiting for it to register",
+                          uuid=uuid)
+            return
+        if runtime.alive:
+            self.liveness.keepalive(runtime.uuid, now)
+        # A module that was moved away must not run twice: tell this runtime to stop it.
+        for child in children:
+            child_uuid = child.get("uuid") if isinstance(child, dict) else None
+            module = (self.registry.module_by_uuid(child_uuid)
+                      if isinstance(child_uuid, str) else None)
+            if module is not None and module.parent != runtime.uuid:
+                out.request(self.topics.control_for(runtime.uuid), "delete",
+                            {"type": "module", "uuid": module.uuid})
+
+    # -- modules -----------------------------------------------------------------
+    def _resolve_parent(self, data: dict[str, Any]) -> Runtime | None:
+        parent = data.get("parent")
+        if parent is None:
+            return None
+        path = "data/parent"
+        if isinstance(parent, dict):
+            if "uuid" not in parent:
+                raise ProtocolError("missing field", "data/parent/uuid")
+            parent, path = parent["uuid"], "data/parent/uuid"
+        if not isinstance(parent, str) or not parent:
+            raise invalid(path, "runtime uuid or name")
+        runtime = (self.registry.runtime_by_uuid(parent)
+                   or self.registry.newest_alive_runtime_named(parent))
+        if runtime is None or not runtime.alive:
+            raise ProtocolError("invalid Runtime UUID", parent)
+        return runtime
+
+    def _create_module(self, env: Envelope, out: Outbox, now: float) -> None:
+        f = Fields(env.data)
+        f.kind("module")
+        uuid = f.ident("uuid") or self.new_id()
+        spec = module_fields(f)
+        existing = self.registry.module_by_uuid(uuid)
+        if existing is not None:
+            if existing.status in ModuleStatus.IN_USE:
+                raise ProtocolError("duplicate module UUID; request ignored", env.data)
+            uuid = existing.uuid
+        parent = self._resolve_parent(env.data)
+        module = Module(uuid=uuid, serial=self.registry.new_serial(), **spec,
+                        parent=parent.uuid if parent is not None else None,
+                        pinned=parent is not None, status=ModuleStatus.QUEUED,
+                        created_at=now, changed_at=now)
+        target = parent if parent is not None else self.scheduler.pick(api_set(module.apis))
+        module = self._start_or_queue(module, target, out, now, "module.created")
+        out.reply(self.topics.control, env.object_id, module.wire())
+
+    def _start_or_queue(self, module: Module, runtime: Runtime | None, out: Outbox,
+                        now: float, event: str) -> Module:
+        """Start on ``runtime`` if it has room; else queue, for it or (None) for any."""
+        if runtime is not None and self.scheduler.has_room(runtime):
+            return self._start(module, runtime, out, now, event)
+        queued = self.registry.put_module(replace(
+            module, status=ModuleStatus.QUEUED, changed_at=now,
+            parent=runtime.uuid if runtime is not None else None,
+            pinned=runtime is not None))
+        out.event("module.queued", queued)
+        out.notify("queued", {"type": "module", "uuid": queued.uuid, "name": queued.name,
+                              "parent": queued.parent})
+        return queued
+
+    def _start(self, module: Module, runtime: Runtime, out: Outbox, now: float,
+               event: str, **extra: Any) -> Module:
+        """Make the module alive on ``runtime`` and forward its create there."""
+        started = self.registry.put_module(replace(
+            module, parent=runtime.uuid, status=ModuleStatus.ALIVE, changed_at=now,
+            acked_at=None))
+        object_id = out.request(self.topics.control_for(runtime.uuid), "create", started.wire())
+        self._expect_ack(object_id, started.uuid)
+        out.event(event, started, **extra)
+        return started
+
+    def _fill(self, runtime: Runtime, out: Outbox, now: float) -> None:
+        """Start queued modules, oldest first, while the runtime has room."""
+        while (module := self.scheduler.next_queued_for(runtime)) is not None:
+            started = self._start(module, runtime, out, now, "module.started")
+            out.notify("started", {"type": "module", "uuid": started.uuid,
+                                   "name": started.name, "parent": runtime.uuid})
+
+    def _find_module(self, data: dict[str, Any]) -> Module:
+        if "uuid" not in data:
+            raise ProtocolError("missing field", "data/uuid")
+        q = data["uuid"]
+        if not isinstance(q, str) or not q:
+            raise invalid("data/uuid", "module uuid or name")
+        module = (self.registry.module_by_uuid(q)
+                  or self.registry.newest_module_named(q, tuple(ModuleStatus.IN_USE)))
+        if module is None:
+            raise ProtocolError("invalid Module UUID", q)
+        return module
+
+    def _delete_module(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
+        Fields(env.data).kind("module")
+        module = self._find_module(env.data)
+        reporter = env.data.get("parent")
+        if isinstance(reporter, str) and module.parent and _same_id(reporter, module.parent):
+            return self._exited(route, env, out, now)     # a 2022 runtime reporting an exit
+        if module.status in (ModuleStatus.ALIVE, ModuleStatus.EXITING):
+            assert module.parent is not None
+            if module.alive:
+                module = self.registry.put_module(replace(
+                    module, status=ModuleStatus.EXITING, changed_at=now))
+                out.event("module.exiting", module)
+            out.request(self.topics.control_for(module.parent), "delete",
+                        {"type": "module", "uuid": module.uuid})
+            runtime = self.registry.runtimes.get(module.parent)
+            if runtime is not None and runtime.alive:
+                self._fill(runtime, out, now)
+        elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):
+            module = self.registry.put_module(replace(
+                module, status=ModuleStatus.DEAD, changed_at=now))
+            out.event("module.deleted", module)
+        out.reply(self.topics.control, env.object_id, module.wire())
+
+    def _delete_as_exit(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
+        """A delete on a runtime's own topic counts only as that runtime's exit report."""
+        if isinstance(env.data.get("parent"), str):
+            self._exited(route, env, out, now)
+
+    def _exited(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
+        Fields(env.data).kind("module")
+        if "uuid" not in env.data:
+            raise ProtocolError("missing field", "data/uuid")
+        q = env.data["uuid"]
+        module = self.registry.module_by_uuid(q) if isinstance(q, str) else None
+        if module is None:
+            raise ProtocolError("invalid Module UUID", q)
+        if route.sub is not None and (module.parent is None
+                                      or not _same_id(route.sub, module.parent)):
+            # e.g. the old copy of a module that failover moved elsewhere
+            self.log.info("ignoring exit of {uuid} reported by {by}, not its runtime",
+                          uuid=module.uuid, by=route.sub)
+            return
+        if module.status == ModuleStatus.DEAD:
+            return
+        was_alive = module.alive
+        module = self.registry.put_module(replace(module, status=ModuleStatus.DEAD,
+                                                  changed_at=now))
+        out.notify("exited", {"type": "module", "uuid": module.uuid})
+        out.event("module.exited", module)
+        runtime = self.registry.runtimes.get(module.parent or "")
+        if was_alive and runtime is not None and runtime.alive:
+            self._fill(runtime, out, now)
+
+    # -- acks --------------------------------------------------------------------------
+    def _expect_ack(self, object_id: str, module_uuid: str) -> None:
+        self._pending_acks[object_id] = module_uuid
+        if len(self._pending_acks) > PENDING_ACKS:
+            self._pending_acks.popitem(last=False)
+
+    def _ack(self, env: Envelope, now: float) -> None:
+        module_uuid = self._pending_acks.pop(env.object_id or "", None)
+        module = self.registry.modules.get(module_uuid or "")
+        if module is None:
+            return
+        self.registry.put_module(replace(module, acked_at=now))
+        result = env.data.get("result")
+        if result not in (None, "ok"):
+            self.log.warn("runtime answered {result!r} to the create of {uuid}",
+                          result=result, uuid=module.uuid)

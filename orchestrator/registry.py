@@ -1,0 +1,296 @@
+"""The in-memory registry: the orchestrator's whole memory, and its indexes.
+
+Everything goes through :meth:`Registry.put_runtime`, :meth:`Registry.put_module`
+and the ``drop_*`` methods, which keep the indexes right, remember what
+changed (for the journal) and, inside :meth:`Registry.transaction`, how to
+undo it: a request either takes effect whole or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Iterator, Protocol, Union
+
+from .model import Module, ModuleStatus, Runtime, RuntimeStatus
+
+__all__ = ["Registry", "Record", "RegistryObserver", "canonical_uuid"]
+
+Record = Union[Runtime, Module]
+#: (kind, uuid): "runtime" or "module", and the record's uuid
+Key = tuple[str, str]
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def canonical_uuid(q: str) -> str | None:
+    """``q`` as a lowercase hyphenated uuid, if it is a uuid in any spelling."""
+    h = q.replace("-", "").lower()
+    if len(h) != 32 or not _HEX32.fullmatch(h):
+        return None
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class RegistryObserver(Protocol):
+    """Keeps a derived index (placement, queue, liveness) in step with the registry.
+
+    Called for every write, including loads and rollbacks, so an observer
+    never needs its own undo.
+    """
+
+    def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None: ...
+
+    def module_changed(self, old: Module | None, new: Module | None) -> None: ...
+
+
+class _Named:
+    """name -> uuids in order of (re)registration; the newest is last."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, None]] = {}
+
+    def add(self, name: str, uuid: str) -> None:
+        self._by_name.setdefault(name, {})[uuid] = None
+
+    def remove(self, name: str, uuid: str) -> None:
+        uuids = self._by_name.get(name)
+        if uuids is not None:
+            uuids.pop(uuid, None)
+            if not uuids:
+                del self._by_name[name]
+
+    def newest_first(self, name: str) -> Iterator[str]:
+        return reversed(list(self._by_name.get(name, ())))
+
+
+class Registry:
+    """Runtimes and modules by uuid, with the lookups the protocol and REST need."""
+
+    def __init__(self) -> None:
+        self.runtimes: dict[str, Runtime] = {}
+        self.modules: dict[str, Module] = {}
+        self.next_serial = 1
+        #: bumped on every change; lets readers cache what they build
+        self.version = 0
+        self.runtime_counts: Counter[str] = Counter()
+        self.module_counts: Counter[str] = Counter()
+        self._odd_uuids: dict[str, str] = {}        # canonical -> stored, when they differ
+        self._runtime_names = _Named()
+        self._module_names = _Named()
+        self._children: dict[str, dict[str, None]] = {}   # parent -> modules in use
+        self._nalive: Counter[str] = Counter()             # parent -> alive modules
+        self._changes: dict[Key, Record | None] = {}
+        self._undo: list[tuple[Key, Record | None, bool, Record | None]] | None = None
+        self._undo_serial = 0
+        self.observers: list[RegistryObserver] = []
+
+    # -- transactions and change tracking --------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Apply a request's changes whole, or (on any exception) none of them."""
+        if self._undo is not None:
+            raise RuntimeError("transactions do not nest")
+        self._undo, self._undo_serial = [], self.next_serial
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._undo = None
+
+    def _rollback(self) -> None:
+        assert self._undo is not None
+        for key, old, had_change, old_change in reversed(self._undo):
+            self._set(key, old)
+            if had_change:
+                self._changes[key] = old_change
+            else:
+                self._changes.pop(key, None)
+        self.next_serial = self._undo_serial
+        self.version += 1
+
+    def take_changes(self) -> dict[Key, Record | None]:
+        """What changed since the last call: key -> new record (None: dropped)."""
+        changes, self._changes = self._changes, {}
+        return changes
+
+    def has_changes(self) -> bool:
+        return bool(self._changes)
+
+    def new_serial(self) -> int:
+        serial = self.next_serial
+        self.next_serial += 1
+        return serial
+
+    # -- writes ------------------------------------------------------------
+    def put_runtime(self, runtime: Runtime) -> Runtime:
+        self._write(("runtime", runtime.uuid), runtime)
+        return runtime
+
+    def put_module(self, module: Module) -> Module:
+        self._write(("module", module.uuid), module)
+        return module
+
+    def drop_runtime(self, uuid: str) -> None:
+        self._write(("runtime", uuid), None)
+
+    def drop_module(self, uuid: str) -> None:
+        self._write(("module", uuid), None)
+
+    def _write(self, key: Key, record: Record | None) -> None:
+        old = self._get(key)
+        if self._undo is not None:
+            had = key in self._changes
+            self._undo.append((key, old, had, self._changes.get(key)))
+        self._set(key, record)
+        self._changes[key] = record
+
+    def load(self, runtimes: list[Runtime], modules: list[Module], next_serial: int) -> None:
+        """Fill an empty registry from storage, without recording changes."""
+        for r in runtimes:
+            self._set(("runtime", r.uuid), r)
+        for m in sorted(modules, key=lambda m: m.serial):
+            self._set(("module", m.uuid), m)
+        top = max([r.serial for r in runtimes] + [m.serial for m in modules], default=0)
+        self.next_serial = max(next_serial, top + 1)
+
+    # -- index maintenance ---------------------------------------------------
+    def _get(self, key: Key) -> Record | None:
+        kind, uuid = key
+        return (self.runtimes if kind == "runtime" else self.modules).get(uuid)
+
+    def _set(self, key: Key, new: Record | None) -> None:
+        kind, uuid = key
+        self.version += 1
+        if kind == "runtime":
+            old_rt = self.runtimes.get(uuid)
+            self._set_runtime(uuid, old_rt, new)  # type: ignore[arg-type]
+            for observer in self.observers:
+                observer.runtime_changed(old_rt, new)  # type: ignore[arg-type]
+        else:
+            old_m = self.modules.get(uuid)
+            self._set_module(uuid, old_m, new)  # type: ignore[arg-type]
+            for observer in self.observers:
+                observer.module_changed(old_m, new)  # type: ignore[arg-type]
+
+    def _index_uuid(self, uuid: str, present: bool) -> None:
+        canon = canonical_uuid(uuid)
+        if canon is not None and canon != uuid:
+            if present:
+                self._odd_uuids[canon] = uuid
+            else:
+                self._odd_uuids.pop(canon, None)
+
+    def _set_runtime(self, uuid: str, old: Runtime | None, new: Runtime | None) -> None:
+        if old is not None:
+            self.runtime_counts[old.status] -= 1
+            if new is None or (new.name, new.registered_at) != (old.name, old.registered_at):
+                self._runtime_names.remove(old.name, uuid)
+        if new is None:
+            if old is not None:
+                del self.runtimes[uuid]
+                self._index_uuid(uuid, False)
+            return
+        self.runtimes[uuid] = new
+        self.runtime_counts[new.status] += 1
+        if old is None:
+            self._index_uuid(uuid, True)
+        if old is None or (new.name, new.registered_at) != (old.name, old.registered_at):
+            self._runtime_names.add(new.name, uuid)
+
+    def _set_module(self, uuid: str, old: Module | None, new: Module | None) -> None:
+        if old is not None:
+            self.module_counts[old.status] -= 1
+            self._module_names.remove(old.name, uuid)
+            if old.parent is not None:
+                if old.status in ModuleStatus.IN_USE:
+                    kids = self._children[old.parent]
+                    del kids[uuid]
+                    if not kids:
+                        del self._children[old.parent]
+                if old.status == ModuleStatus.ALIVE:
+                    self._nalive[old.parent] -= 1
+                    if not self._nalive[old.parent]:
+                        del self._nalive[old.parent]
+            if new is None or new.serial != old.serial:
+                del self.modules[uuid]       # re-insert below keeps dict order = serial order
+                self._index_uuid(uuid, False)
+        if new is None:
+            return
+        self.modules[uuid] = new
+        self._index_uuid(uuid, True)
+        self.module_counts[new.status] += 1
+        self._module_names.add(new.name, uuid)
+        if new.parent is not None:
+            if new.status in ModuleStatus.IN_USE:
+                self._children.setdefault(new.parent, {})[uuid] = None
+            if new.status == ModuleStatus.ALIVE:
+                self._nalive[new.parent] += 1
+
+    # -- reads -----------------------------------------------------------------
+    def nalive(self, runtime_uuid: str) -> int:
+        """How many alive modules the runtime runs."""
+        return self._nalive.get(runtime_uuid, 0)
+
+    def children(self, runtime_uuid: str, *statuses: str) -> list[Module]:
+        """The runtime's modules that are not dead, optionally of given statuses."""
+        kids = (self.modules[u] for u in self._children.get(runtime_uuid, ()))
+        return [m for m in kids if not statuses or m.status in statuses]
+
+    def alive_runtimes(self) -> Iterator[Runtime]:
+        return (r for r in self.runtimes.values() if r.status == RuntimeStatus.ALIVE)
+
+    def alive_modules(self) -> Iterator[Module]:
+        return (m for m in self.modules.values() if m.status == ModuleStatus.ALIVE)
+
+    def runtime_by_uuid(self, uuid: str) -> Runtime | None:
+        """Exact uuid, in any case and with or without hyphens."""
+        return self._by_uuid(self.runtimes, uuid)
+
+    def module_by_uuid(self, uuid: str) -> Module | None:
+        return self._by_uuid(self.modules, uuid)
+
+    def _by_uuid(self, table: dict[str, Any], q: str) -> Any:
+        found = table.get(q)
+        if found is None:
+            canon = canonical_uuid(q)
+            if canon is not None:
+                found = table.get(canon) or table.get(self._odd_uuids.get(canon, ""))
+        return found
+
+    def newest_alive_runtime_named(self, name: str) -> Runtime | None:
+        for uuid in self._runtime_names.newest_first(name):
+            r = self.runtimes[uuid]
+            if r.alive:
+                return r
+        return None
+
+    def newest_module_named(self, name: str,
+                            statuses: tuple[str, ...] = (ModuleStatus.ALIVE,)) -> Module | None:
+        for uuid in self._module_names.newest_first(name):
+            m = self.modules[uuid]
+            if m.status in statuses:
+                return m
+        return None
+
+    def lookup_runtime(self, q: str) -> Runtime | None:
+        """REST lookup (protocol.md 8.5): uuid, newest alive name, alive uuid suffix."""
+        return (self.runtime_by_uuid(q) or self.newest_alive_runtime_named(q)
+                or _by_suffix(self.alive_runtimes(), q))
+
+    def lookup_module(self, q: str) -> Module | None:
+        return (self.module_by_uuid(q) or self.newest_module_named(q)
+                or _by_suffix(self.alive_modules(), q))
+
+
+def _by_suffix(records: Iterator[Any], q: str) -> Any:
+    if not q:
+        return None
+    q = q.lower()
+    found = None
+    for r in records:
+        if r.uuid.lower().endswith(q):
+            found = r            # keep going: the newest (last) one wins
+    return found
