@@ -89,6 +89,26 @@ class Orchestrator:
                     self._runtime_died(runtime, "keepalive timeout", out, now)
         return out.effects
 
+    def prune(self, now: float) -> list[Effect]:
+        """Drop dead records older than the retention period, so state stays bounded."""
+        cutoff = now - self.config.retention_days * 86400.0
+        registry = self.registry
+        with registry.transaction():
+            old_runtimes = [r for r in registry.runtimes.values()
+                            if not r.alive and r.changed_at < cutoff]
+            for runtime in old_runtimes:      # gone for good: so are its waiting modules
+                for module in registry.children(runtime.uuid):
+                    registry.drop_module(module.uuid)
+                registry.drop_runtime(runtime.uuid)
+            old_modules = [m.uuid for m in registry.modules.values()
+                           if m.status == ModuleStatus.DEAD and m.changed_at < cutoff]
+            for uuid in old_modules:
+                registry.drop_module(uuid)
+        if old_runtimes or old_modules:
+            self.log.info("retention: dropped {nr} runtimes and {nm} modules dead since before "
+                          "the retention period", nr=len(old_runtimes), nm=len(old_modules))
+        return []
+
     # -- routing ------------------------------------------------------------------
     def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         if env.is_reply:

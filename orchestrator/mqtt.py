@@ -1,0 +1,304 @@
+"""paho-mqtt driven by the Twisted reactor: the broker link, and nothing else.
+
+The reactor watches paho's socket and calls ``loop_read``/``loop_write``;
+``loop_misc`` (pings) runs in a ``LoopingCall`` while a socket is open.
+Connecting blocks (DNS, TCP, TLS), so ``reconnect()`` runs in the reactor's
+thread pool and the socket callbacks it triggers are sent back to the
+reactor thread. Reconnects back off exponentially up to a cap; every
+connect subscribes again and publishes the retained ``online`` status.
+Publishes made while disconnected wait in a bounded buffer.
+
+This module decides nothing about the protocol: messages go to a callback.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import socket
+import ssl
+from typing import Any, Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from twisted.application.internet import backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadable import isInIOThread
+from zope.interface import implementer
+
+from .config import Config, read_password
+
+__all__ = ["MQTTService", "build_client", "default_client_id"]
+
+log = Logger()
+
+
+def default_client_id(realm: str) -> str:
+    host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return f"orchestrator-{realm}-{host}"
+
+
+def build_client(config: Config, status_topic: str) -> paho.Client:
+    """A paho client set up from config: protocol, credentials, TLS, will."""
+    v5 = config.mqtt_protocol == "5"
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config.mqtt_client_id or default_client_id(config.realm),
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        reconnect_on_failure=False)
+    client.suppress_exceptions = True
+    client.connect_timeout = 5.0
+    client.max_queued_messages_set(config.publish_buffer)
+    if config.mqtt_username:
+        password = read_password(config.pwd) if config.pwd else None
+        if password is None:
+            log.warn("MQTT password file {pwd!r} not found: connecting as {user!r} "
+                     "without a password", pwd=config.pwd, user=config.mqtt_username)
+        client.username_pw_set(config.mqtt_username, password)
+    if config.use_ssl:
+        client.tls_set(ca_certs=config.mqtt_ca_file, certfile=config.mqtt_certfile,
+                       keyfile=config.mqtt_keyfile,
+                       cert_reqs=ssl.CERT_NONE if config.mqtt_tls_insecure else ssl.CERT_REQUIRED)
+        if config.mqtt_tls_insecure:
+            log.warn("mqtt_tls_insecure is set: the broker's certificate is NOT verified")
+            client.tls_insecure_set(True)
+    client.will_set(status_topic, b"offline", qos=1, retain=True)
+    return client
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class _SocketWatcher:
+    """What the reactor watches: paho's socket, with its fd cached (paho closes it)."""
+
+    def __init__(self, client: paho.Client, sock: Any) -> None:
+        self._client = client
+        self._sock = sock
+        self._fd = sock.fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return "mqtt"
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+    def doRead(self) -> None:
+        self._client.loop_read()
+        # TLS may hold decrypted bytes that will not make the fd readable again
+        pending = getattr(self._sock, "pending", None)
+        while pending is not None and self._client.socket() is self._sock and pending() > 0:
+            self._client.loop_read()
+
+    def doWrite(self) -> None:
+        self._client.loop_write()
+
+
+class MQTTService(Service):
+    """Keeps one broker connection up for as long as the service runs."""
+
+    def __init__(self, reactor: Any, client: paho.Client, *, host: str, port: int,
+                 keepalive: int, subscriptions: list[str], status_topic: str,
+                 on_message: Callable[[str, bytes], None],
+                 on_connected: Callable[[], None] = lambda: None,
+                 on_disconnected: Callable[[], None] = lambda: None,
+                 buffer_size: int = 10000, max_delay: float = 30.0,
+                 no_local: bool = True) -> None:
+        self._reactor = reactor
+        self.client = client
+        self._host, self._port, self._keepalive = host, port, keepalive
+        self._subscriptions = subscriptions
+        self._status_topic = status_topic
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._no_local = no_local and client.protocol == paho.MQTTv5
+        self._retry = backoffPolicy(initialDelay=0.5, maxDelay=max_delay)
+        self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque(
+            maxlen=buffer_size)
+        self.dropped = 0            # publishes lost to a full buffer
+        self.reconnects = 0         # successful connects after the first
+        self.connected = False
+        self._ever_connected = False
+        self._connecting = False
+        self._attempt = 0
+        self._timer: Any = None
+        self._watcher: _SocketWatcher | None = None
+        self._misc = LoopingCall(client.loop_misc)
+        self._misc.clock = reactor
+        self._stop_waiters: list[Deferred[None]] = []
+        for name, handler in [("on_socket_open", self._socket_open),
+                              ("on_socket_close", self._socket_close),
+                              ("on_socket_register_write", self._want_write),
+                              ("on_socket_unregister_write", self._no_write)]:
+            setattr(client, name, self._in_reactor(handler))
+        client.on_connect = self._connected
+        client.on_disconnect = self._disconnected
+        client.on_message = self._message
+
+    # -- socket plumbing (always on the reactor thread) ----------------------------
+    def _in_reactor(self, handler: Callable[[Any], None]) -> Callable[..., None]:
+        def callback(client: Any, userdata: Any, sock: Any) -> None:
+            if isInIOThread():
+                handler(sock)
+            else:
+                self._reactor.callFromThread(handler, sock)
+        return callback
+
+    def _socket_open(self, sock: Any) -> None:
+        if sock.fileno() == -1 or self.client.socket() is not sock:
+            return                      # closed or replaced before we got here
+        if self._watcher is not None:
+            self._forget_socket()
+        self._watcher = _SocketWatcher(self.client, sock)
+        self._reactor.addReader(self._watcher)
+        if not self._misc.running:
+            self._misc.start(1.0, now=False)
+
+    def _want_write(self, sock: Any) -> None:
+        if self._watcher is not None and self.client.socket() is sock:
+            self._reactor.addWriter(self._watcher)
+
+    def _no_write(self, sock: Any) -> None:
+        if self._watcher is not None:
+            self._reactor.removeWriter(self._watcher)
+
+    def _socket_close(self, sock: Any) -> None:
+        self._forget_socket()
+
+    def _forget_socket(self) -> None:
+        if self._watcher is not None:
+            self._reactor.removeReader(self._watcher)
+            self._reactor.removeWriter(self._watcher)
+            self._watcher = None
+        if self._misc.running:
+            self._misc.stop()
+
+    # -- connecting ---------------------------------------------------------------------
+    def startService(self) -> None:
+        super().startService()
+        kwargs: dict[str, Any] = {}
+        if self.client.protocol == paho.MQTTv5:
+            kwargs["clean_start"] = True
+        self.client.connect_async(self._host, self._port, self._keepalive, **kwargs)
+        self._connect_now()
+
+    def _connect_now(self) -> None:
+        self._timer = None
+        if not self.running or self._connecting or self.connected:
+            return
+        self._connecting = True
+        d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                              self.client.reconnect)
+
+        def done(rc: Any) -> None:
+            self._connecting = False
+            if not self.running:
+                self.client.disconnect()
+            elif rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._retry_later(f"rc={rc}")
+
+        def failed(failure: Any) -> None:
+            self._connecting = False
+            self._retry_later(failure.getErrorMessage())
+
+        d.addCallbacks(done, failed)
+
+    def _retry_later(self, why: str) -> None:
+        if not self.running or self._timer is not None or self._connecting:
+            return
+        delay = self._retry(self._attempt)
+        self._attempt += 1
+        log.warn("MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f}s",
+                 host=self._host, port=self._port, why=why, delay=delay)
+        self._timer = self._reactor.callLater(delay, self._connect_now)
+
+    # -- paho callbacks (reactor thread, inside loop_read/loop_write/loop_misc) ------
+    def _connected(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                   properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker refused the connection: {rc}", rc=str(reason_code))
+            return                      # the broker closes; _disconnected retries
+        if self.connected:
+            return
+        self.connected = True
+        self._attempt = 0
+        if self._ever_connected:
+            self.reconnects += 1
+        self._ever_connected = True
+        log.info("MQTT connected to {host}:{port}", host=self._host, port=self._port)
+        opts = SubscribeOptions(qos=1, noLocal=True) if self._no_local else 1
+        client.subscribe([(t, opts) for t in self._subscriptions])
+        client.publish(self._status_topic, b"online", qos=1, retain=True)
+        while self._buffer and self.connected:
+            topic, payload, retain = self._buffer.popleft()
+            self.publish(topic, payload, retain)
+        self._call(self._on_connected)
+
+    def _disconnected(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                      properties: Any) -> None:
+        was_connected, self.connected = self.connected, False
+        if was_connected:
+            log.warn("MQTT disconnected: {rc}", rc=str(reason_code))
+            self._call(self._on_disconnected)
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for d in waiters:
+            d.callback(None)
+        # never reconnect() inside a paho callback (it deadlocks): schedule it
+        self._retry_later(str(reason_code))
+
+    def _message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            self._on_message(message.topic, message.payload)
+        except Exception:
+            log.failure("message handler failed on {topic}", topic=message.topic)
+
+    def _call(self, f: Callable[[], None]) -> None:
+        try:
+            f()
+        except Exception:
+            log.failure("MQTT connection listener failed")
+
+    # -- publishing ---------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Send at QoS 1 now, or once connected (bounded buffer; oldest dropped)."""
+        if self.connected:
+            try:
+                info = self.client.publish(topic, payload, qos=1, retain=retain)
+            except ValueError:
+                log.error("refusing to publish to invalid topic {topic!r}", topic=topic)
+                return
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        self._buffer.append((topic, payload, retain))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # -- stopping -------------------------------------------------------------------------
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if not self.connected or self.client.socket() is None:
+            self._forget_socket()
+            return succeed(None)
+        # a clean disconnect does not fire the will: say "offline" ourselves
+        self.client.publish(self._status_topic, b"offline", qos=1, retain=True)
+        d: Deferred[None] = Deferred()
+        self._stop_waiters.append(d)
+        self.client.disconnect()
+        d.addTimeout(5, self._reactor)
+        d.addErrback(lambda _: self._forget_socket())
+        return d

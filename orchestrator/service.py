@@ -1,0 +1,183 @@
+"""The glue: messages to the core, changes to the journal, effects to the world.
+
+The one rule this module keeps: nothing that announces a change (a reply, a
+forward, a notification, an event) leaves the process before the change is
+durable. Messages handled in the same reactor turn share one journal batch
+and one fsync; their effects then go out in arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from .effects import Effect, Event, Publish
+from .protocol import Orchestrator
+from .store import LoadReport, Store
+
+__all__ = ["OrchestratorService", "Publisher"]
+
+log = Logger()
+
+#: how often the liveness sweep runs (the +1 s of the detection bound)
+SWEEP_INTERVAL = 1.0
+#: how often dead records past retention are dropped
+PRUNE_INTERVAL = 3600.0
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None: ...
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class OrchestratorService(Service):
+    """Owns the core and the store; the MQTT service feeds it and carries its output."""
+
+    def __init__(self, reactor: Any, core: Orchestrator, store: Store) -> None:
+        self._reactor = reactor
+        self.core = core
+        self.store = store
+        self.publisher: Publisher | None = None
+        self.event_sinks: list[Callable[[int, Event], None]] = []
+        self.event_seq = 0              # id of the last event announced or committed
+        self.loaded: LoadReport | None = None
+        self.handled = 0
+        self._turn: list[Effect] = []
+        self._turn_call: Any = None
+        self._outgoing: deque[tuple[list[Effect], Deferred[None] | None, int]] = deque()
+        self._accepting = False
+        self._changes_since_snapshot = 0
+        self._sweep = LoopingCall(self._sweep_now)
+        self._snapshot_timer = LoopingCall(self.snapshot_if_changed)
+        self._prune = LoopingCall(self._prune_now)
+        for loop in (self._sweep, self._snapshot_timer, self._prune):
+            loop.clock = reactor
+
+    # -- life cycle -------------------------------------------------------------------
+    def load(self) -> LoadReport:
+        """Read the state directory (before anything else starts)."""
+        report = self.store.load(self.core.registry)
+        self.core.liveness.restore(report.meta.get("liveness"))
+        self.event_seq = int(report.meta.get("events", 0))
+        self.loaded = report
+        registry = self.core.registry
+        log.info("state loaded from {path} in {s:.3f}s: {nr} runtimes, {nm} modules "
+                 "(snapshot {snap}, {n} journal batches replayed)",
+                 path=self.store.path, s=report.seconds, nr=len(registry.runtimes),
+                 nm=len(registry.modules), snap=report.snapshot_seq, n=report.replayed)
+        for problem in report.problems:
+            log.error("state: {problem}", problem=problem)
+        return report
+
+    def startService(self) -> None:
+        super().startService()
+        if self.loaded is None:
+            self.load()
+        self._accepting = True
+        self._sweep.start(SWEEP_INTERVAL, now=False)
+        self._snapshot_timer.start(self.core.config.snapshot_every_sec, now=False)
+        self._prune.start(PRUNE_INTERVAL, now=True)
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        self._accepting = False
+        for loop in (self._sweep, self._snapshot_timer, self._prune):
+            if loop.running:
+                loop.stop()
+        self._end_turn()
+        yield self.store.flush()
+        yield self.store.snapshot(self.core.registry, self._snapshot_meta)
+        self.store.close()
+
+    # -- input ----------------------------------------------------------------------------
+    def message_received(self, topic: str, payload: bytes) -> None:
+        if not self._accepting:
+            return
+        self.handled += 1
+        self._absorb(self.core.handle(topic, payload, self._reactor.seconds()))
+
+    def broker_connected(self) -> None:
+        self.core.liveness.bus_up(self._reactor.seconds())
+
+    def broker_disconnected(self) -> None:
+        self.core.liveness.bus_down()
+
+    def _sweep_now(self) -> None:
+        self._absorb(self.core.sweep(self._reactor.seconds()))
+
+    def _prune_now(self) -> None:
+        self._absorb(self.core.prune(self._reactor.seconds()))
+
+    def _absorb(self, effects: list[Effect]) -> None:
+        self._turn.extend(effects)
+        if self._turn_call is None and (effects or self.core.registry.has_changes()):
+            self._turn_call = self._reactor.callLater(0, self._end_turn)
+
+    # -- commit, then announce ---------------------------------------------------------------
+    def _end_turn(self) -> None:
+        """One batch for everything handled this turn: journal it, then let it out."""
+        if self._turn_call is not None and self._turn_call.active():
+            self._turn_call.cancel()
+        self._turn_call = None
+        effects, self._turn = self._turn, []
+        changes = self.core.registry.take_changes()
+        nevents = sum(1 for e in effects if isinstance(e, Event))
+        first_event = self.event_seq + 1
+        self.event_seq += nevents
+        durable = None
+        if changes:
+            durable = self.store.commit(changes, self.core.registry.next_serial,
+                                        {"events": self.event_seq})
+            durable.addCallbacks(lambda _: self._drain(), self._durability_lost)
+            self._changes_since_snapshot += len(changes)
+        if effects or durable is not None:
+            self._outgoing.append((effects, durable, first_event))
+        self._drain()
+        if self._changes_since_snapshot >= self.core.config.snapshot_every_changes:
+            self.snapshot_if_changed()
+
+    def _drain(self) -> None:
+        while self._outgoing:
+            effects, durable, first_event = self._outgoing[0]
+            if durable is not None and not durable.called:
+                return
+            self._outgoing.popleft()
+            self._emit(effects, first_event)
+
+    def _emit(self, effects: list[Effect], event_id: int) -> None:
+        for effect in effects:
+            if isinstance(effect, Publish):
+                if self.publisher is not None:
+                    self.publisher.publish(effect.topic, encode(effect.payload))
+            else:
+                for sink in self.event_sinks:
+                    sink(event_id, effect)
+                event_id += 1
+
+    def _durability_lost(self, failure: Any) -> None:
+        log.critical("the journal could not be made durable ({why}); stopping rather than "
+                     "announce changes that may be lost", why=failure.getErrorMessage())
+        self._outgoing.clear()
+        self._reactor.stop()
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _snapshot_meta(self) -> dict[str, Any]:
+        return {"liveness": self.core.liveness.dump(), "events": self.event_seq}
+
+    def snapshot_if_changed(self) -> Deferred[None] | None:
+        if self._changes_since_snapshot == 0:
+            return None
+        self._changes_since_snapshot = 0
+        d = self.store.snapshot(self.core.registry, self._snapshot_meta)
+        d.addErrback(lambda f: log.failure("snapshot failed", f))
+        return d

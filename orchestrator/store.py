@@ -1,0 +1,378 @@
+"""The registry on disk: a journal of changes plus periodic snapshots.
+
+Layout of ``state_dir``::
+
+    snapshot-<seq>.json    the registry as of journal batch <seq> (two kept)
+    journal-<seq>.jsonl    batches <seq>, <seq>+1, ... one per line
+
+A journal line is ``<crc32 hex> <json>``: one batch (every change made by
+the messages of one reactor turn), so a batch is replayed whole or not at
+all. Lines are full records (``put``) or removals, so replaying them is
+idempotent, which lets a snapshot be written a chunk at a time while the
+registry keeps changing (a "fuzzy" snapshot): whatever changed after the
+snapshot's ``seq`` is in the journal and replay makes it right.
+
+Durability: :meth:`Store.commit` writes a batch and returns a Deferred that
+fires once it is fsynced. fsyncs run in a thread, one at a time; every batch
+written while one runs shares the next (group commit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.task import Cooperator
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from .model import Module, Runtime
+from .registry import Record, Registry
+
+__all__ = ["Store", "LoadReport", "SCHEMA", "atomic_write"]
+
+SCHEMA = 1
+_SNAPSHOT = re.compile(r"snapshot-(\d{12})\.json")
+_JOURNAL = re.compile(r"journal-(\d{12})\.jsonl")
+#: records serialized per cooperative step of a snapshot
+CHUNK = 1000
+
+log = Logger()
+
+
+def _kind_code(kind: str) -> str:
+    return "r" if kind == "runtime" else "m"
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def encode_line(doc: dict[str, Any]) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def decode_line(line: bytes) -> dict[str, Any] | None:
+    """A journal line's batch, or None if it is torn or damaged."""
+    if not line.endswith(b"\n") or len(line) < 11 or line[8:9] != b" ":
+        return None
+    body = line[9:-1]
+    try:
+        if int(line[:8], 16) != zlib.crc32(body):
+            return None
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("seq"), int) else None
+
+
+@dataclass
+class LoadReport:
+    """What start-up found on disk, for the log and for readiness."""
+
+    snapshot_seq: int | None = None
+    replayed: int = 0
+    seq: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Store:
+    """Snapshots and journal in one directory; the reactor thread owns it."""
+
+    def __init__(self, reactor: Any, path: str,
+                 sync: Callable[[int], None] = os.fdatasync) -> None:
+        self._reactor = reactor
+        self.path = path
+        self._sync = sync
+        self.seq = 0                    # last batch written
+        self.durable_seq = 0            # last batch known to be on disk
+        self._fd: int | None = None
+        self._retired: list[int] = []   # rotated journal fds still to fsync and close
+        self._syncing = False
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+        self._snapshotting: Deferred[None] | None = None
+        self.sync_seconds: list[float] = []   # recent fsync durations, for metrics
+        self.on_sync: Callable[[float], None] = lambda seconds: None
+
+    # -- start-up ----------------------------------------------------------------
+    def load(self, registry: Registry) -> LoadReport:
+        """Fill ``registry`` from disk; never raises on damaged files (they are set aside)."""
+        started = time.perf_counter()
+        os.makedirs(self.path, exist_ok=True)
+        report = LoadReport()
+        for name in os.listdir(self.path):
+            if name.endswith(".tmp"):
+                os.unlink(os.path.join(self.path, name))
+        runtimes: dict[str, Runtime] = {}
+        modules: dict[str, Module] = {}
+        next_serial = 1
+        for seq, name in sorted(self._files(_SNAPSHOT), reverse=True):
+            found = self._read_snapshot(name, report)
+            if found is None:
+                continue
+            doc, runtimes, modules = found
+            next_serial = doc.get("next_serial", 1)
+            report.snapshot_seq = seq
+            report.meta = doc.get("meta") or {}
+            break
+        base = report.snapshot_seq or 0
+        last = base
+        for batch in self._replay(base, report):
+            for code, uuid, record in batch["changes"]:
+                table: dict[str, Any] = runtimes if code == "r" else modules
+                if record is None:
+                    table.pop(uuid, None)
+                else:
+                    table[uuid] = (Runtime if code == "r" else Module).from_record(record)
+            next_serial = max(next_serial, batch.get("serial", 1))
+            report.meta.update(batch.get("meta", {}))
+            last = batch["seq"]
+            report.replayed += 1
+        registry.load(list(runtimes.values()), list(modules.values()), next_serial)
+        self.seq = self.durable_seq = report.seq = last
+        self._open_journal(last + 1)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _files(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+        found = []
+        for name in os.listdir(self.path):
+            m = pattern.fullmatch(name)
+            if m:
+                found.append((int(m.group(1)), name))
+        return sorted(found)
+
+    def _quarantine(self, name: str, why: str, report: LoadReport) -> None:
+        aside = f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(os.path.join(self.path, name), os.path.join(self.path, aside))
+        report.quarantined.append(aside)
+        report.problems.append(f"{name}: {why}; moved aside to {aside}")
+        log.error("state file {name} is damaged ({why}); moved aside to {aside}, "
+                  "starting from what remains", name=name, why=why, aside=aside)
+
+    def _read_snapshot(self, name: str, report: LoadReport
+                       ) -> tuple[dict[str, Any], dict[str, Runtime], dict[str, Module]] | None:
+        try:
+            with open(os.path.join(self.path, name), "rb") as f:
+                doc = json.loads(f.read())
+        except (OSError, ValueError) as e:
+            self._quarantine(name, f"unreadable: {e}"[:200], report)
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int):
+            self._quarantine(name, "not a snapshot document", report)
+            return None
+        if doc["schema"] > SCHEMA:
+            raise RuntimeError(f"{name} has schema {doc['schema']}, newer than this "
+                               f"orchestrator ({SCHEMA}); refusing to start rather than lose data")
+        try:
+            runtimes = {r["uuid"]: Runtime.from_record(r) for r in doc["runtimes"]}
+            modules = {m["uuid"]: Module.from_record(m) for m in doc["modules"]}
+        except (TypeError, KeyError, AttributeError) as e:
+            self._quarantine(name, f"bad record: {e!r}"[:200], report)
+            return None
+        return doc, runtimes, modules
+
+    def _replay(self, after: int, report: LoadReport) -> Iterator[dict[str, Any]]:
+        """Batches with seq > ``after``, in order, stopping at the first gap or damage."""
+        expected = after + 1
+        journals = self._files(_JOURNAL)
+        if journals and after == 0 and journals[0][0] > 1:
+            report.problems.append(f"journal starts at batch {journals[0][0]}; earlier state is gone")
+            log.error("no usable snapshot and the journal starts at batch {first}: "
+                      "starting from partial state", first=journals[0][0])
+            expected = journals[0][0]
+        for first, name in journals:
+            if first > expected:
+                break
+            with open(os.path.join(self.path, name), "rb") as f:
+                for line in f:
+                    batch = decode_line(line)
+                    if batch is None:
+                        report.problems.append(f"{name}: damaged or torn line after batch {expected - 1}; "
+                                               "later lines of this file ignored")
+                        break
+                    if batch["seq"] < expected:
+                        continue
+                    if batch["seq"] > expected:
+                        break
+                    yield batch
+                    expected += 1
+
+    # -- journal -------------------------------------------------------------------
+    def _open_journal(self, first_seq: int) -> None:
+        if self._fd is not None:
+            self._retired.append(self._fd)
+        name = os.path.join(self.path, f"journal-{first_seq:012d}.jsonl")
+        self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fsync_dir(self.path)
+
+    def commit(self, changes: dict[tuple[str, str], Record | None], next_serial: int,
+               meta: dict[str, Any] | None = None) -> Deferred[None]:
+        """Write one batch; the Deferred fires when it is durable."""
+        assert self._fd is not None, "load() first"
+        self.seq += 1
+        doc: dict[str, Any] = {
+            "seq": self.seq, "serial": next_serial,
+            "changes": [[_kind_code(kind), uuid, None if rec is None else rec.to_record()]
+                        for (kind, uuid), rec in changes.items()]}
+        if meta:
+            doc["meta"] = meta
+        os.write(self._fd, encode_line(doc))
+        d: Deferred[None] = Deferred()
+        self._waiters.append((self.seq, d))
+        if not self._syncing:
+            self._start_sync()
+        return d
+
+    def _start_sync(self) -> None:
+        self._syncing = True
+        upto = self.seq
+        fds = [*self._retired, self._fd]
+        retired, self._retired = self._retired, []
+
+        def sync_all() -> float:
+            t0 = time.perf_counter()
+            for fd in fds:
+                self._sync(fd)
+            return time.perf_counter() - t0
+
+        def done(seconds: float) -> None:
+            for fd in retired:
+                os.close(fd)
+            self.durable_seq = upto
+            self.on_sync(seconds)
+            ready = [d for s, d in self._waiters if s <= upto]
+            self._waiters = [(s, d) for s, d in self._waiters if s > upto]
+            self._syncing = False
+            if self._waiters or self._retired:
+                self._start_sync()
+            for d in ready:
+                d.callback(None)
+
+        def failed(failure: Any) -> None:
+            self._syncing = False
+            waiters, self._waiters = self._waiters, []
+            log.failure("fsync of the journal failed", failure)
+            for _, d in waiters:
+                d.errback(failure)
+
+        d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sync_all)
+        d.addCallbacks(done, failed)
+
+    def flush(self) -> Deferred[None]:
+        """Fires once everything written so far is durable."""
+        if self.durable_seq >= self.seq and not self._retired:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append((self.seq, d))
+        if not self._syncing:
+            self._start_sync()
+        return d
+
+    # -- snapshots -------------------------------------------------------------------
+    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]) -> Deferred[None]:
+        """Write a snapshot a chunk at a time; the journal restarts at the next batch.
+
+        ``meta`` is called at the end, so what it returns (e.g. liveness) is fresh.
+        """
+        if self._snapshotting is not None:
+            return self._snapshotting
+        seq = self.seq
+        self._open_journal(seq + 1)
+        final = os.path.join(self.path, f"snapshot-{seq:012d}.json")
+        tmp = final + ".tmp"
+        out = open(tmp, "wb")
+        runtime_ids = list(registry.runtimes)
+        module_ids = list(registry.modules)
+
+        def write_records(table: dict[str, Any], ids: list[str]) -> Iterator[None]:
+            first = True
+            for i in range(0, len(ids), CHUNK):
+                recs = [table[u].to_record() for u in ids[i:i + CHUNK] if u in table]
+                if recs:
+                    body = json.dumps(recs, separators=(",", ":"))[1:-1]
+                    out.write(((b"" if first else b",") + body.encode()))
+                    first = False
+                yield None
+
+        def steps() -> Iterator[None]:
+            out.write(b'{"schema":%d,"seq":%d,"saved_at":%.3f,"runtimes":[' %
+                      (SCHEMA, seq, self._reactor.seconds()))
+            yield from write_records(registry.runtimes, runtime_ids)
+            out.write(b'],"modules":[')
+            yield from write_records(registry.modules, module_ids)
+            tail = {"next_serial": registry.next_serial, "meta": meta()}
+            out.write(b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:])
+            out.flush()
+
+        def finish(_: object) -> Deferred[None]:
+            def sync_file() -> None:
+                os.fsync(out.fileno())
+                out.close()
+            d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sync_file)
+            d.addCallback(lambda _: self.flush())   # the journal up to `seq` is durable too
+            d.addCallback(lambda _: self._install(tmp, final, seq))
+            d.addCallback(lambda _: log.info("snapshot of batch {seq} written", seq=seq))
+            return d
+
+        def cleanup(result: object) -> object:
+            self._snapshotting = None
+            if not out.closed:
+                out.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            return result
+
+        coop = Cooperator(scheduler=lambda f: self._reactor.callLater(0, f), started=True)
+        d = coop.coiterate(steps())
+        d.addCallback(finish)
+        d.addBoth(cleanup)
+        self._snapshotting = d
+        return d
+
+    def _install(self, tmp: str, final: str, seq: int) -> None:
+        os.replace(tmp, final)
+        fsync_dir(self.path)
+        snapshots = self._files(_SNAPSHOT)
+        keep = [s for s, _ in snapshots][-2:]
+        for s, name in snapshots:
+            if s not in keep:
+                os.unlink(os.path.join(self.path, name))
+        if len(keep) < 2:
+            return          # no older snapshot to fall back on: keep the whole journal
+        oldest_kept = keep[0]
+        journals = self._files(_JOURNAL)
+        for (first, name), (next_first, _) in zip(journals, journals[1:]):
+            if next_first <= oldest_kept + 1:
+                os.unlink(os.path.join(self.path, name))
+
+    def close(self) -> None:
+        for fd in [*self._retired, *([self._fd] if self._fd is not None else [])]:
+            os.close(fd)
+        self._retired, self._fd = [], None

@@ -1,0 +1,112 @@
+"""``twistd silverline``: command-line options and the service tree.
+
+The only module that knows about twistd. It reads the config, builds the
+pieces, and wires them: store + core, the MQTT link, the REST site.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from .config import Config, ConfigError, load_config
+from .logfile import LogFileService, NotifyReady
+from .mqtt import MQTTService, build_client
+from .protocol import Orchestrator
+from .service import OrchestratorService
+from .store import Store
+from .web import RestApi
+
+__all__ = ["Options", "makeService", "build"]
+
+log = Logger()
+DEFAULT_CONFIG = "config.json"
+
+
+class Options(usage.Options):
+    synopsis = "[--config=PATH]"
+    longdesc = ("Runs the SilverLine orchestrator. Without --config it reads config.json "
+                "from the working directory if there is one, else uses the defaults.")
+    optParameters = [
+        ["config", "c", None, "Path of the JSON config file (default: ./config.json)."],
+    ]
+
+    def postOptions(self) -> None:
+        path = self["config"]
+        if path is None and os.path.exists(DEFAULT_CONFIG):
+            path = DEFAULT_CONFIG
+        try:
+            self.config, self.unknown_keys = load_config(path)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.config_path = path
+
+
+class OrderedStop(MultiService):
+    """Stops children one at a time, last started first.
+
+    (MultiService stops them all at once; the store must close only after the
+    MQTT link is down and no message can arrive any more.)
+    """
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        for child in reversed(list(self)):
+            try:
+                yield maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("while stopping {child}", child=child)
+
+
+def _listen_endpoint(config: Config) -> str:
+    host = config.http.replace(":", r"\:")
+    kind = "tcp6" if ":" in config.http else "tcp"
+    return f"{kind}:{config.http_port}:interface={host}"
+
+
+def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedStop:
+    """The whole service tree for a config (also used by tests, in-process)."""
+    root = OrderedStop()
+    if log_to_dir and config.log_dir:
+        LogFileService(config.log_dir, config.debug).setServiceParent(root)
+    core = Orchestrator(config)
+    orchestrator = OrchestratorService(reactor, core, Store(reactor, config.state_dir))
+    orchestrator.setName("orchestrator")
+    orchestrator.setServiceParent(root)
+    topics = core.topics
+    mqtt = MQTTService(
+        reactor, build_client(config, topics.status),
+        host=config.mqtt, port=config.mqtt_port, keepalive=config.mqtt_keepalive,
+        subscriptions=topics.subscriptions(), status_topic=topics.status,
+        on_message=orchestrator.message_received,
+        on_connected=orchestrator.broker_connected,
+        on_disconnected=orchestrator.broker_disconnected,
+        buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay)
+    mqtt.setName("mqtt")
+    mqtt.setServiceParent(root)
+    orchestrator.publisher = mqtt
+    site = Site(RestApi(core).resource())
+    site.displayTracebacks = False
+    web = strports.service(_listen_endpoint(config), site, reactor=reactor)
+    web.setName("web")
+    web.setServiceParent(root)
+    NotifyReady().setServiceParent(root)
+    return root
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    config: Config = options.config
+    if options.unknown_keys:
+        log.warn("config: ignoring unknown keys {keys}", keys=", ".join(options.unknown_keys))
+    log.info("config: {source}", source=options.config_path or "defaults (no config.json here)")
+    return build(config, reactor)
