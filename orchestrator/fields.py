@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .envelope import ProtocolError, invalid, missing
+from .model import freeze_list
 
 __all__ = ["Fields", "runtime_fields", "module_fields", "check_ident",
            "MAX_IDENT", "MAX_DEPTH", "MAX_ITEMS"]
@@ -103,7 +104,7 @@ class Fields:
             raise invalid(self._path(key), expected)
         if of_strings and not all(isinstance(v, str) for v in value):
             raise invalid(self._path(key), expected)
-        return self._keep(key, tuple(value) if not value else value)
+        return self._keep(key, freeze_list(value))
 
     def json_value(self, key: str, default: Any, *, object_only: bool = False) -> Any:
         """Any JSON value (or only an object), with bounded nesting."""

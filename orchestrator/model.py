@@ -75,6 +75,29 @@ def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: list-valued keys, held as tuples so records stay immutable
+LIST_KEYS = ("apis", "args", "env", "channels", "peripherals")
+_shared_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def freeze_list(value: Any) -> Any:
+    """A list as a tuple; common ones (``("wasm", "wasi")``, ``()``) shared, to save memory."""
+    if not isinstance(value, list):
+        return value
+    frozen = tuple(value)
+    if len(_shared_tuples) < 10_000:
+        try:
+            return _shared_tuples.setdefault(frozen, frozen)
+        except TypeError:             # holds dicts or lists: not hashable, not shared
+            pass
+    return frozen
+
+
+def _from_record(cls: Any, names: tuple[str, ...], record: dict[str, Any]) -> Any:
+    return cls(**{k: (freeze_list(v) if k in LIST_KEYS else v)
+                  for k, v in record.items() if k in names})
+
+
 def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -146,7 +169,7 @@ class Runtime:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Runtime":
-        return cls(**{k: v for k, v in record.items() if k in RUNTIME_FIELDS})
+        return _from_record(cls, RUNTIME_FIELDS, record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +241,7 @@ class Module:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Module":
-        return cls(**{k: v for k, v in record.items() if k in MODULE_FIELDS})
+        return _from_record(cls, MODULE_FIELDS, record)
 
 
 def _plain(value: Any) -> Any:

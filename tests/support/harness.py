@@ -1,0 +1,79 @@
+"""Drive the pure protocol core by hand: no reactor, no broker."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.config import Config
+from orchestrator.effects import Event, Publish
+from orchestrator.protocol import Orchestrator
+
+RT1 = "11111111-1111-4111-8111-111111111111"
+RT2 = "22222222-2222-4222-8222-222222222222"
+RT3 = "33333333-3333-4333-8333-333333333333"
+
+
+class Harness:
+    """An orchestrator with predictable ids and a clock the test moves."""
+
+    def __init__(self, **config: Any) -> None:
+        ids = (f"id-{n}" for n in itertools.count(1))
+        self.config = replace(Config(), **config)
+        self.core = Orchestrator(self.config, new_id=lambda: next(ids))
+        self.registry = self.core.registry
+        self.topics = self.core.topics
+        self.now = 1_000_000.0
+        self.events: list[Event] = []
+
+    def send(self, topic: str, msg: Any) -> list[Publish]:
+        """Handle one message; return what would be published."""
+        payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
+        return self._split(self.core.handle(f"realm/proc/{topic}", payload, self.now))
+
+    def _split(self, effects: list[Any]) -> list[Publish]:
+        self.events.extend(e for e in effects if isinstance(e, Event))
+        self.registry.take_changes()
+        return [e for e in effects if isinstance(e, Publish)]
+
+    def sweep(self) -> list[Publish]:
+        return self._split(self.core.sweep(self.now))
+
+    # -- message makers ----------------------------------------------------
+    def register(self, uuid: str = RT1, topic: str = "reg", **data: Any) -> list[Publish]:
+        return self.send(topic, {"object_id": f"reg-{uuid[:4]}", "action": "create",
+                                 "type": "arts_req",
+                                 "data": {"type": "runtime", "uuid": uuid, **data}})
+
+    def deregister(self, uuid: str = RT1, topic: str = "reg") -> list[Publish]:
+        return self.send(topic, {"object_id": "will", "action": "delete", "type": "arts_req",
+                                 "data": {"type": "runtime", "uuid": uuid}})
+
+    def create(self, object_id: str = "c-1", **data: Any) -> list[Publish]:
+        return self.send("control", {"object_id": object_id, "action": "create",
+                                     "type": "arts_req", "data": {"type": "module", **data}})
+
+    def delete(self, q: str, **data: Any) -> list[Publish]:
+        return self.send("control", {"object_id": "d-1", "action": "delete",
+                                     "type": "arts_req", "data": {"uuid": q, **data}})
+
+    def exited(self, uuid: str, topic: str = "control") -> list[Publish]:
+        return self.send(topic, {"object_id": "x-1", "action": "exited", "type": "arts_req",
+                                 "data": {"type": "module", "uuid": uuid}})
+
+    def keepalive(self, uuid: str = RT1, topic: str = "keepalive",
+                  children: list[Any] | None = None) -> list[Publish]:
+        return self.send(topic, {"object_id": "ka", "action": "update", "type": "arts_req",
+                                 "data": {"type": "runtime", "uuid": uuid,
+                                          "children": children or []}})
+
+
+def on(published: list[Publish], topic: str) -> list[dict[str, Any]]:
+    """Payloads published to exactly ``topic`` (a realm-relative name)."""
+    return [p.payload for p in published if p.topic == f"realm/proc/{topic}"]
+
+
+def errors(published: list[Publish]) -> list[dict[str, Any]]:
+    return on(published, "log/orchestrator")
