@@ -126,6 +126,8 @@ class MQTTService(Service):
         self.dropped = 0            # publishes lost to a full buffer
         self.reconnects = 0         # successful connects after the first
         self.connected = False
+        self.subscribed = False         # SUBACK seen on the current connection
+        self._sub_mid: int | None = None
         self._ever_connected = False
         self._connecting = False
         self._attempt = 0
@@ -142,6 +144,7 @@ class MQTTService(Service):
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_message = self._message
+        client.on_subscribe = self._subscribed
 
     # -- socket plumbing (always on the reactor thread) ----------------------------
     def _in_reactor(self, handler: Callable[[Any], None]) -> Callable[..., None]:
@@ -235,16 +238,26 @@ class MQTTService(Service):
         self._ever_connected = True
         log.info("MQTT connected to {host}:{port}", host=self._host, port=self._port)
         opts = SubscribeOptions(qos=1, noLocal=True) if self._no_local else 1
-        client.subscribe([(t, opts) for t in self._subscriptions])
+        _, self._sub_mid = client.subscribe([(t, opts) for t in self._subscriptions])
         client.publish(self._status_topic, b"online", qos=1, retain=True)
         while self._buffer and self.connected:
             topic, payload, retain = self._buffer.popleft()
             self.publish(topic, payload, retain)
+
+    def _subscribed(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
+                    properties: Any) -> None:
+        if mid != self._sub_mid or not self.connected:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("MQTT broker refused subscriptions: {refused}", refused=refused)
+        self.subscribed = True
         self._call(self._on_connected)
 
     def _disconnected(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                       properties: Any) -> None:
         was_connected, self.connected = self.connected, False
+        self.subscribed = False
         if was_connected:
             log.warn("MQTT disconnected: {rc}", rc=str(reason_code))
             self._call(self._on_disconnected)

@@ -96,7 +96,8 @@ class OrchestratorService(Service):
                 loop.stop()
         self._end_turn()
         yield self.store.flush()
-        yield self.store.snapshot(self.core.registry, self._snapshot_meta)
+        if self.store.seq != self.store.snapshot_seq:
+            yield self.store.snapshot(self.core.registry, self._snapshot_meta)
         self.store.close()
 
     # -- input ----------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class Store:
         self._sync = sync
         self.seq = 0                    # last batch written
         self.durable_seq = 0            # last batch known to be on disk
+        self.snapshot_seq: int | None = None   # batch of the newest snapshot on disk
         self._fd: int | None = None
         self._retired: list[int] = []   # rotated journal fds still to fsync and close
         self._syncing = False
@@ -156,6 +157,7 @@ class Store:
             report.replayed += 1
         registry.load(list(runtimes.values()), list(modules.values()), next_serial)
         self.seq = self.durable_seq = report.seq = last
+        self.snapshot_seq = report.snapshot_seq
         self._open_journal(last + 1)
         report.seconds = time.perf_counter() - started
         return report
@@ -359,6 +361,7 @@ class Store:
     def _install(self, tmp: str, final: str, seq: int) -> None:
         os.replace(tmp, final)
         fsync_dir(self.path)
+        self.snapshot_seq = seq
         snapshots = self._files(_SNAPSHOT)
         keep = [s for s, _ in snapshots][-2:]
         for s, name in snapshots:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException, NotFound
 
 from .model import ModuleStatus
@@ -28,6 +30,23 @@ def json_body(request: IRequest, body: Any, code: int = 200) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class _Utf8Paths(Resource):
+    """Answers URLs that are not UTF-8 with a JSON 400 (Klein would send text/plain)."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def render(self, request: IRequest) -> Any:
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return json_body(request, {"error": "the URL is not valid UTF-8"}, 400)
+        return self._inner.render(request)
+
+
 class RestApi:
     """``/api/runtimes/``, ``/api/modules/`` and their detail lookups."""
 
@@ -38,7 +57,7 @@ class RestApi:
         self.registry = core.registry
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return _Utf8Paths(self.app.resource())
 
     # -- [compat] lists and details -------------------------------------------------
     @app.route("/api/runtimes/", methods=["GET", "HEAD"], strict_slashes=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Awaitable, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, TimeoutError
@@ -24,11 +25,13 @@ def within(seconds: float) -> Callable[[Callable[..., Awaitable[T]]], Callable[.
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "",
                      step: float = 0.02) -> Any:
-    """Wait until ``check()`` is truthy; fail after ``timeout`` seconds."""
+    """Wait until ``check()`` (plain or async) is truthy; fail after ``timeout`` seconds."""
     from twisted.internet import reactor
     waited = 0.0
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if waited >= timeout:

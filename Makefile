@@ -1,0 +1,37 @@
+# The whole set-up on a fresh Debian machine:  make run   |   make test
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+CONFIG    ?= config.json
+MOSQUITTO ?= /usr/sbin/mosquitto
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: install run test bench broker clean
+
+install: $(VENV)/.installed broker
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@python3 -c 'import ensurepip' 2>/dev/null || { \
+	  echo "python3-venv is missing; installing it"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@# write twisted's plugin cache now, while we may write to the venv
+	$(PY) -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+	touch $@
+
+broker:
+	@test -x $(MOSQUITTO) || { \
+	  echo "mosquitto is missing; installing it"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto mosquitto-clients; }
+
+run: install
+	contrib/run-dev.sh $(VENV) $(CONFIG)
+
+test: install
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .hypothesis twisted/plugins/dropin.cache
