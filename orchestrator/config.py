@@ -76,6 +76,7 @@ class Config:
     max_payload_bytes: int = 262144
     # state
     state_dir: str = "./state"
+    journal_fsync: bool = True
     snapshot_every_changes: int = 50000
     snapshot_every_sec: float = 300.0
     retention_days: float = 7.0
@@ -114,6 +115,7 @@ _CHECKS: dict[str, _Check] = {
     "scheduler": (lambda v: v in ("least_loaded", "round_robin"), '"least_loaded" or "round_robin"'),
     "max_payload_bytes": (lambda v: _is_int(v) and v >= 1024, "an integer >= 1024"),
     "state_dir": _STR,
+    "journal_fsync": _BOOL,
     "snapshot_every_changes": _POS_INT,
     "snapshot_every_sec": _POS_NUM,
     "retention_days": _POS_NUM,

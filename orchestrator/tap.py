@@ -78,7 +78,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     if log_to_dir and config.log_dir:
         LogFileService(config.log_dir, config.debug).setServiceParent(root)
     core = Orchestrator(config)
-    orchestrator = OrchestratorService(reactor, core, Store(reactor, config.state_dir))
+    orchestrator = OrchestratorService(reactor, core, Store(reactor, config.state_dir, config.journal_fsync))
     orchestrator.setName("orchestrator")
     orchestrator.setServiceParent(root)
     topics = core.topics

@@ -141,3 +141,23 @@ def test_garbage_files_never_stop_start_up(tmp_path: Path) -> None:
     store, registry = load(tmp_path)
     assert registry.modules == {} and store.report.problems
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest_twisted.ensureDeferred
+@within(10)
+async def test_a_torn_journal_from_a_previous_life_is_never_appended_to(tmp_path: Path) -> None:
+    store, registry = load(tmp_path)
+    fill(registry, 2)
+    await commit(store, registry)            # batch 1 in journal-1
+    await store.snapshot(registry, dict)     # rotates to journal-2
+    store.close()
+    # the process died while writing the first line of journal-2
+    (tmp_path / "journal-000000000002.jsonl").write_bytes(b"0badc0de {\"seq\": 2, \"cha")
+    store2, again = load(tmp_path)
+    assert store2.seq == 1
+    fill(again, 1, start=7)
+    await commit(store2, again)              # batch 2, acknowledged
+    store2.close()
+    _, third = load(tmp_path)
+    assert "m-7" in third.modules
+    assert any(".corrupt-" in p.name for p in tmp_path.iterdir())
