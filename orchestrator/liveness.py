@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .model import Module, Runtime
 
@@ -36,7 +36,9 @@ class _Track:
 class Liveness:
     """Last-seen times and keepalive deadlines of alive runtimes."""
 
-    def __init__(self, ka_interval_sec: float, misses: int) -> None:
+    def __init__(self, ka_interval_sec: float, misses: int,
+                 runtimes: Callable[[], Iterable[Runtime]] = tuple) -> None:
+        self._runtimes = runtimes       # all runtimes, for a rebuild after a bulk load
         self.ka_interval = float(ka_interval_sec)
         self.misses = misses
         self._tracks: dict[str, _Track] = {}
@@ -60,6 +62,12 @@ class Liveness:
 
     def module_changed(self, old: Module | None, new: Module | None) -> None:
         pass
+
+    def reset(self) -> None:
+        self._tracks, self._deadlines, self._last_seen_of_dead = {}, [], {}
+        for runtime in self._runtimes():
+            if runtime.alive:
+                self._tracks[runtime.uuid] = _Track(last_seen=runtime.registered_at)
 
     # -- inputs -----------------------------------------------------------------
     def keepalive(self, uuid: str, now: float) -> None:

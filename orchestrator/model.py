@@ -11,7 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from operator import attrgetter
+from typing import Any, Callable, Iterable
 
 __all__ = [
     "RuntimeStatus", "ModuleStatus", "Runtime", "Module",
@@ -84,6 +85,8 @@ def freeze_list(value: Any) -> Any:
     """A list as a tuple; common ones (``("wasm", "wasi")``, ``()``) shared, to save memory."""
     if not isinstance(value, list):
         return value
+    if not value:
+        return ()
     frozen = tuple(value)
     if len(_shared_tuples) < 10_000:
         try:
@@ -250,3 +253,26 @@ def _plain(value: Any) -> Any:
 
 RUNTIME_FIELDS = _fields(Runtime)
 MODULE_FIELDS = _fields(Module)
+
+#: a record's values in field order: the compact form snapshots store
+runtime_row: Callable[[Runtime], tuple[Any, ...]] = attrgetter(*RUNTIME_FIELDS)
+module_row: Callable[[Module], tuple[Any, ...]] = attrgetter(*MODULE_FIELDS)
+
+
+def row_reader(cls: Any, header: list[str]) -> Callable[[list[Any]], Any]:
+    """Builds records of ``cls`` from snapshot rows written under ``header``.
+
+    When the header is today's field list (the usual case) rows are used as
+    they are, which is what makes loading 100k modules fast; otherwise (a
+    snapshot from another version) fields are matched by name.
+    """
+    names = _fields(cls)
+    if list(header) != list(names):
+        return lambda row: _from_record(cls, names, dict(zip(header, row)))
+    list_at = [i for i, name in enumerate(names) if name in LIST_KEYS]
+
+    def build(row: list[Any]) -> Any:
+        for i in list_at:
+            row[i] = freeze_list(row[i])
+        return cls(*row)
+    return build

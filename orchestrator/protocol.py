@@ -50,7 +50,8 @@ class Orchestrator:
         self.topics = Topics(config.realm)
         self.registry = registry if registry is not None else Registry()
         self.scheduler = Scheduler(self.registry, config.scheduler)
-        self.liveness = Liveness(config.ka_interval_sec, config.keepalive_misses)
+        self.liveness = Liveness(config.ka_interval_sec, config.keepalive_misses,
+                                 lambda: self.registry.runtimes.values())
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
         self._pending_acks: OrderedDict[str, str] = OrderedDict()

@@ -22,6 +22,7 @@ Record = Union[Runtime, Module]
 Key = tuple[str, str]
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def canonical_uuid(q: str) -> str | None:
@@ -42,6 +43,9 @@ class RegistryObserver(Protocol):
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None: ...
 
     def module_changed(self, old: Module | None, new: Module | None) -> None: ...
+
+    def reset(self) -> None:
+        """Rebuild from the registry, after a bulk load that sent no changes."""
 
 
 class _Named:
@@ -148,13 +152,16 @@ class Registry:
         self._changes[key] = record
 
     def load(self, runtimes: list[Runtime], modules: list[Module], next_serial: int) -> None:
-        """Fill an empty registry from storage, without recording changes."""
+        """Fill an empty registry from storage; observers rebuild once at the end."""
         for r in runtimes:
-            self._set(("runtime", r.uuid), r)
+            self._set_runtime(r.uuid, None, r)
         for m in sorted(modules, key=lambda m: m.serial):
-            self._set(("module", m.uuid), m)
+            self._set_module(m.uuid, None, m)
         top = max([r.serial for r in runtimes] + [m.serial for m in modules], default=0)
         self.next_serial = max(next_serial, top + 1)
+        self.version += 1
+        for observer in self.observers:
+            observer.reset()
 
     # -- index maintenance ---------------------------------------------------
     def _get(self, key: Key) -> Record | None:
@@ -176,6 +183,8 @@ class Registry:
                 observer.module_changed(old_m, new)  # type: ignore[arg-type]
 
     def _index_uuid(self, uuid: str, present: bool) -> None:
+        if _CANONICAL.fullmatch(uuid):
+            return                      # found by a plain dict lookup already
         canon = canonical_uuid(uuid)
         if canon is not None and canon != uuid:
             if present:

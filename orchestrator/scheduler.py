@@ -70,6 +70,10 @@ class LeastLoaded:
         for heap in self._groups.values():
             heapq.heapify(heap)
 
+    def reset(self) -> None:
+        self._group_of = {r.uuid: api_set(r.apis) for r in self._registry.alive_runtimes()}
+        self._rebuild()
+
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
         if new is not None and new.alive:
             self._group_of[new.uuid] = api_set(new.apis)
@@ -114,6 +118,9 @@ class RoundRobin:
         self._ring: list[tuple[int, str]] = []     # alive runtimes by serial
         self._last = 0
 
+    def reset(self) -> None:
+        self._ring = sorted((r.serial, r.uuid) for r in self._registry.alive_runtimes())
+
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
         if old is not None and old.alive:
             i = bisect.bisect_left(self._ring, (old.serial, old.uuid))
@@ -153,6 +160,12 @@ class CapacityQueue:
 
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
         pass
+
+    def reset(self) -> None:
+        self._pinned, self._free = {}, {}
+        for module in self._registry.modules.values():
+            if module.status == ModuleStatus.QUEUED:
+                self.module_changed(None, module)
 
     def module_changed(self, old: Module | None, new: Module | None) -> None:
         if new is None or new.status != ModuleStatus.QUEUED:

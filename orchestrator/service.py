@@ -8,6 +8,7 @@ and one fsync; their effects then go out in arrival order.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import deque
 from typing import Any, Callable, Protocol
@@ -64,8 +65,18 @@ class OrchestratorService(Service):
 
     # -- life cycle -------------------------------------------------------------------
     def load(self) -> LoadReport:
-        """Read the state directory (before anything else starts)."""
-        report = self.store.load(self.core.registry)
+        """Read the state directory (before anything else starts).
+
+        Loading allocates millions of objects: the cyclic GC is paused meanwhile
+        (it would rescan them over and over), and what was loaded is then frozen
+        out of future collections, since registry records live long and hold no cycles.
+        """
+        gc.disable()
+        try:
+            report = self.store.load(self.core.registry)
+        finally:
+            gc.enable()
+            gc.freeze()
         self.core.liveness.restore(report.meta.get("liveness"))
         self.event_seq = int(report.meta.get("events", 0))
         self.loaded = report

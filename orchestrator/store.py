@@ -32,12 +32,15 @@ from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .model import Module, Runtime
+from .model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, module_row,
+                    row_reader, runtime_row)
 from .registry import Record, Registry
 
 __all__ = ["Store", "LoadReport", "SCHEMA", "atomic_write"]
 
 SCHEMA = 1
+#: snapshot layout: {"schema", "seq", "saved_at", "fields": {kind: [names]},
+#: "runtimes": [[values in field order], ...], "modules": [...], "next_serial", "meta"}
 _SNAPSHOT = re.compile(r"snapshot-(\d{12})\.json")
 _JOURNAL = re.compile(r"journal-(\d{12})\.jsonl")
 #: records serialized per cooperative step of a snapshot
@@ -193,9 +196,12 @@ class Store:
             raise RuntimeError(f"{name} has schema {doc['schema']}, newer than this "
                                f"orchestrator ({SCHEMA}); refusing to start rather than lose data")
         try:
-            runtimes = {r["uuid"]: Runtime.from_record(r) for r in doc["runtimes"]}
-            modules = {m["uuid"]: Module.from_record(m) for m in doc["modules"]}
-        except (TypeError, KeyError, AttributeError) as e:
+            header = doc.get("fields") or {}
+            runtime_of = row_reader(Runtime, header.get("runtimes", RUNTIME_FIELDS))
+            module_of = row_reader(Module, header.get("modules", MODULE_FIELDS))
+            runtimes = {r.uuid: r for r in map(runtime_of, doc["runtimes"])}
+            modules = {m.uuid: m for m in map(module_of, doc["modules"])}
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
             self._quarantine(name, f"bad record: {e!r}"[:200], report)
             return None
         return doc, runtimes, modules
@@ -231,7 +237,8 @@ class Store:
         if self._fd is not None:
             self._retired.append(self._fd)
         name = f"journal-{first_seq:012d}.jsonl"
-        if os.path.exists(os.path.join(self.path, name)):
+        path = os.path.join(self.path, name)
+        if os.path.exists(path) and os.path.getsize(path) > 0:
             # left by an earlier life and not replayed (torn or damaged):
             # appending to it would glue new batches onto a broken line
             self._quarantine(name, "holds batches that could not be replayed")
@@ -321,10 +328,11 @@ class Store:
         runtime_ids = list(registry.runtimes)
         module_ids = list(registry.modules)
 
-        def write_records(table: dict[str, Any], ids: list[str]) -> Iterator[None]:
+        def write_records(table: dict[str, Any], ids: list[str],
+                          row: Callable[[Any], tuple[Any, ...]]) -> Iterator[None]:
             first = True
             for i in range(0, len(ids), CHUNK):
-                recs = [table[u].to_record() for u in ids[i:i + CHUNK] if u in table]
+                recs = [row(table[u]) for u in ids[i:i + CHUNK] if u in table]
                 if recs:
                     body = json.dumps(recs, separators=(",", ":"))[1:-1]
                     out.write(((b"" if first else b",") + body.encode()))
@@ -332,11 +340,12 @@ class Store:
                 yield None
 
         def steps() -> Iterator[None]:
-            out.write(b'{"schema":%d,"seq":%d,"saved_at":%.3f,"runtimes":[' %
-                      (SCHEMA, seq, self._reactor.seconds()))
-            yield from write_records(registry.runtimes, runtime_ids)
+            fields = json.dumps({"runtimes": RUNTIME_FIELDS, "modules": MODULE_FIELDS})
+            out.write(b'{"schema":%d,"seq":%d,"saved_at":%.3f,"fields":%s,"runtimes":[' %
+                      (SCHEMA, seq, self._reactor.seconds(), fields.encode()))
+            yield from write_records(registry.runtimes, runtime_ids, runtime_row)
             out.write(b'],"modules":[')
-            yield from write_records(registry.modules, module_ids)
+            yield from write_records(registry.modules, module_ids, module_row)
             tail = {"next_serial": registry.next_serial, "meta": meta()}
             out.write(b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:])
             out.flush()

@@ -161,3 +161,10 @@ async def test_a_torn_journal_from_a_previous_life_is_never_appended_to(tmp_path
     _, third = load(tmp_path)
     assert "m-7" in third.modules
     assert any(".corrupt-" in p.name for p in tmp_path.iterdir())
+
+
+def test_restarting_idle_leaves_no_quarantined_files(tmp_path: Path) -> None:
+    for _ in range(3):
+        store, _ = load(tmp_path)
+        store.close()
+    assert not [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]

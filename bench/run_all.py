@@ -1,0 +1,17 @@
+"""make bench: every benchmark, one after the other; each prints JSON lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [["durability.py"], ["crash.py", "--kills", "100"]]
+
+if __name__ == "__main__":
+    failed = 0
+    for bench in BENCHES:
+        print(f"# bench/{' '.join(bench)}", flush=True)
+        failed |= subprocess.call([sys.executable, *bench], cwd=HERE)
+    sys.exit(failed)
