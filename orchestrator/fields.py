@@ -125,11 +125,14 @@ class Fields:
             raise invalid(self._path(key), " or ".join(f'"{o}"' for o in options))
         return self._keep(key, value)
 
-    def kind(self, expected: str) -> None:
-        """``data.type``, when given, must name the kind the topic handles."""
+    def kind(self, *expected: str) -> str:
+        """``data.type``, when given, must name a kind the topic handles."""
         value = self.data.get("type")
-        if value is not None and value != expected:
+        if value is None:
+            return expected[0]
+        if value not in expected:
             raise ProtocolError("invalid type", value)
+        return value
 
 
 def runtime_fields(f: Fields, default_max_nmodules: int) -> dict[str, Any]:
@@ -143,6 +146,7 @@ def runtime_fields(f: Fields, default_max_nmodules: int) -> dict[str, Any]:
         "aot_target": f.json_value("aot_target", "{}"),
         "metadata": f.json_value("metadata", None),
         "platform": f.json_value("platform", None),
+        "manager": f.ident("parent"),
     }
 
 

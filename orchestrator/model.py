@@ -124,6 +124,8 @@ class Runtime:
     registered_at: float = 0.0
     changed_at: float = 0.0
     dead_reason: str | None = None
+    #: the runtime-manager process hosting it (its registration's ``parent``), if any
+    manager: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -162,7 +164,7 @@ class Runtime:
             "status": self.status, "max_nmodules": self.max_nmodules,
             "platform": self.platform, "nmodules": nmodules,
             "registered_at": iso(self.registered_at), "last_seen": iso(last_seen),
-            "dead_reason": self.dead_reason,
+            "dead_reason": self.dead_reason, "manager": self.manager,
             "children": [m.detail() for m in children],
         }
 

@@ -157,7 +157,8 @@ class Orchestrator:
     # -- runtimes -------------------------------------------------------------------
     def _register(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         f = Fields(env.data)
-        f.kind("runtime")
+        if f.kind("runtime", "manager") == "manager":
+            return self._manager(route, topic, env, out, now, alive=True)
         uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
         spec = runtime_fields(f, self.config.max_nmodules)
         old = self.registry.runtime_by_uuid(uuid)
@@ -180,7 +181,8 @@ class Orchestrator:
 
     def _deregister(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         f = Fields(env.data)
-        f.kind("runtime")
+        if f.kind("runtime", "manager") == "manager":
+            return self._manager(route, topic, env, out, now, alive=False)
         uuid = check_ident(f.required_text("uuid"), "data/uuid")
         uuid = self._topic_identity(route, uuid)
         assert uuid is not None
@@ -190,6 +192,19 @@ class Orchestrator:
         if runtime.alive:
             runtime = self._runtime_died(runtime, "delete", out, now)
         out.reply(topic, env.object_id, runtime.wire())
+
+    def _manager(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float,
+                 alive: bool) -> None:
+        """A runtime-manager process (2023 runtimes): its delete or will kills its runtimes."""
+        f = Fields(env.data)
+        uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
+        name = f.text("name", "manager")
+        if not alive:
+            for runtime in [r for r in self.registry.runtimes.values()
+                            if r.alive and r.manager is not None and _same_id(r.manager, uuid)]:
+                self._runtime_died(runtime, "manager delete", out, now)
+        out.reply(topic, env.object_id, {"type": "manager", "uuid": uuid, "name": name,
+                                         "alive": alive, "status": "alive" if alive else "dead"})
 
     def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
         """Death by delete, last will or silence: fault policy for each module (7.3)."""
