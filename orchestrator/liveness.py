@@ -95,6 +95,10 @@ class Liveness:
         track = self._tracks.get(uuid)
         return track.last_seen if track is not None else self._last_seen_of_dead.get(uuid)
 
+    def judged(self) -> int:
+        """How many runtimes are judged by keepalives (the rest by their will)."""
+        return sum(1 for t in self._tracks.values() if t.keepalives >= 2)
+
     def timeout(self, uuid: str) -> float | None:
         """How long this runtime may stay silent, or None if it is judged by its will."""
         track = self._tracks.get(uuid)

@@ -8,6 +8,7 @@ exactly one error on the log topic; the next message is handled normally.
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 from collections import OrderedDict
 from dataclasses import replace
@@ -35,6 +36,10 @@ def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
 
+def _ignore(seconds: float) -> None:
+    pass
+
+
 def _same_id(a: str, b: str) -> bool:
     return a == b or (canonical_uuid(a) or a) == (canonical_uuid(b) or b)
 
@@ -55,6 +60,10 @@ class Orchestrator:
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
         self._pending_acks: OrderedDict[str, str] = OrderedDict()
+        # observability hooks (the glue points them at metrics); they change nothing
+        self.perf: Callable[[], float] = time.perf_counter
+        self.on_placement: Callable[[float], None] = _ignore
+        self.on_failover: Callable[[float], None] = _ignore
 
     # -- entry points ---------------------------------------------------------
     def handle(self, topic: str, payload: bytes, now: float) -> list[Effect]:
@@ -94,27 +103,31 @@ class Orchestrator:
         """Drop dead records older than the retention period, so state stays bounded."""
         cutoff = now - self.config.retention_days * 86400.0
         registry = self.registry
+        out = Outbox(self.topics, self.new_id)
         with registry.transaction():
             old_runtimes = [r for r in registry.runtimes.values()
                             if not r.alive and r.changed_at < cutoff]
             for runtime in old_runtimes:      # gone for good: so are its waiting modules
                 for module in registry.children(runtime.uuid):
                     registry.drop_module(module.uuid)
+                    out.event("module.dropped", module)
                 registry.drop_runtime(runtime.uuid)
-            old_modules = [m.uuid for m in registry.modules.values()
+                out.event("runtime.dropped", runtime)
+            old_modules = [m for m in registry.modules.values()
                            if m.status == ModuleStatus.DEAD and m.changed_at < cutoff]
-            for uuid in old_modules:
-                registry.drop_module(uuid)
+            for module in old_modules:
+                registry.drop_module(module.uuid)
+                out.event("module.dropped", module)
         if old_runtimes or old_modules:
             self.log.info("retention: dropped {nr} runtimes and {nm} modules dead since before "
                           "the retention period", nr=len(old_runtimes), nm=len(old_modules))
-        return []
+        return out.effects
 
     # -- routing ------------------------------------------------------------------
     def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         if env.is_reply:
             if route.kind == CONTROL:
-                self._ack(env, now)
+                self._ack(env, out, now)
             return          # other replies are our own, heard back: ignore
         action = env.action
         if route.kind == REG:
@@ -208,6 +221,7 @@ class Orchestrator:
 
     def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
         """Death by delete, last will or silence: fault policy for each module (7.3)."""
+        started = self.perf()
         dead = self.registry.put_runtime(replace(
             runtime, status=RuntimeStatus.DEAD, dead_reason=reason, changed_at=now))
         out.notify("dead", {"type": "runtime", "uuid": dead.uuid, "name": dead.name,
@@ -231,6 +245,7 @@ class Orchestrator:
                 gone = self.registry.put_module(replace(
                     module, status=ModuleStatus.DEAD, changed_at=now))
                 out.event("module.exited", gone)
+        self.on_failover(self.perf() - started)
         return dead
 
     def _keepalive(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
@@ -291,7 +306,11 @@ class Orchestrator:
                         parent=parent.uuid if parent is not None else None,
                         pinned=parent is not None, status=ModuleStatus.QUEUED,
                         created_at=now, changed_at=now)
-        target = parent if parent is not None else self.scheduler.pick(api_set(module.apis))
+        target = parent
+        if parent is None:
+            started = self.perf()
+            target = self.scheduler.pick(api_set(module.apis))
+            self.on_placement(self.perf() - started)
         module = self._start_or_queue(module, target, out, now, "module.created")
         out.reply(self.topics.control, env.object_id, module.wire())
 
@@ -398,12 +417,13 @@ class Orchestrator:
         if len(self._pending_acks) > PENDING_ACKS:
             self._pending_acks.popitem(last=False)
 
-    def _ack(self, env: Envelope, now: float) -> None:
+    def _ack(self, env: Envelope, out: Outbox, now: float) -> None:
         module_uuid = self._pending_acks.pop(env.object_id or "", None)
         module = self.registry.modules.get(module_uuid or "")
         if module is None:
             return
-        self.registry.put_module(replace(module, acked_at=now))
+        acked = self.registry.put_module(replace(module, acked_at=now))
+        out.event("module.acked", acked)
         result = env.data.get("result")
         if result not in (None, "ok"):
             self.log.warn("runtime answered {result!r} to the create of {uuid}",

@@ -8,6 +8,7 @@ undo it: a request either takes effect whole or not at all.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from contextlib import contextmanager
@@ -84,6 +85,9 @@ class Registry:
         self._module_names = _Named()
         self._children: dict[str, dict[str, None]] = {}   # parent -> modules in use
         self._nalive: Counter[str] = Counter()             # parent -> alive modules
+        self._order: list[tuple[int, str]] = []          # (serial, module uuid), ascending
+        self._order_stale = 0
+        self._order_sorted = True
         self._changes: dict[Key, Record | None] = {}
         self._undo: list[tuple[Key, Record | None, bool, Record | None]] | None = None
         self._undo_serial = 0
@@ -226,8 +230,13 @@ class Registry:
             if new is None or new.serial != old.serial:
                 del self.modules[uuid]       # re-insert below keeps dict order = serial order
                 self._index_uuid(uuid, False)
+                self._order_stale += 1
         if new is None:
             return
+        if old is None or new.serial != old.serial:
+            if self._order and new.serial < self._order[-1][0]:
+                self._order_sorted = False   # only a rollback re-inserts an older serial
+            self._order.append((new.serial, uuid))
         self.modules[uuid] = new
         self._index_uuid(uuid, True)
         self.module_counts[new.status] += 1
@@ -239,6 +248,19 @@ class Registry:
                 self._nalive[new.parent] += 1
 
     # -- reads -----------------------------------------------------------------
+    def modules_after(self, serial: int) -> Iterator[Module]:
+        """Modules in serial (creation) order, starting after ``serial``: a stable cursor."""
+        if not self._order_sorted or self._order_stale > len(self._order) // 2 + 64:
+            self._order = [(m.serial, u) for u, m in self.modules.items()]
+            self._order.sort()
+            self._order_stale, self._order_sorted = 0, True
+        order = self._order
+        for i in range(bisect.bisect_right(order, (serial, "\U0010ffff")), len(order)):
+            found_serial, uuid = order[i]
+            module = self.modules.get(uuid)
+            if module is not None and module.serial == found_serial:
+                yield module
+
     def nalive(self, runtime_uuid: str) -> int:
         """How many alive modules the runtime runs."""
         return self._nalive.get(runtime_uuid, 0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -19,6 +20,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .effects import Effect, Event, Publish
+from .events import EventLog
+from .metrics import Metrics
 from .protocol import Orchestrator
 from .store import LoadReport, Store
 
@@ -43,12 +46,14 @@ def encode(payload: dict[str, Any]) -> bytes:
 class OrchestratorService(Service):
     """Owns the core and the store; the MQTT service feeds it and carries its output."""
 
-    def __init__(self, reactor: Any, core: Orchestrator, store: Store) -> None:
+    def __init__(self, reactor: Any, core: Orchestrator, store: Store,
+                 events: EventLog | None = None, metrics: Metrics | None = None) -> None:
         self._reactor = reactor
         self.core = core
         self.store = store
+        self.events = events
+        self.metrics = metrics
         self.publisher: Publisher | None = None
-        self.event_sinks: list[Callable[[int, Event], None]] = []
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
         self.handled = 0
@@ -79,6 +84,8 @@ class OrchestratorService(Service):
             gc.freeze()
         self.core.liveness.restore(report.meta.get("liveness"))
         self.event_seq = int(report.meta.get("events", 0))
+        if self.events is not None:
+            self.events.latest = self.event_seq
         self.loaded = report
         registry = self.core.registry
         log.info("state loaded from {path} in {s:.3f}s: {nr} runtimes, {nm} modules "
@@ -116,7 +123,23 @@ class OrchestratorService(Service):
         if not self._accepting:
             return
         self.handled += 1
-        self._absorb(self.core.handle(topic, payload, self._reactor.seconds()))
+        started = time.perf_counter()
+        effects = self.core.handle(topic, payload, self._reactor.seconds())
+        if self.metrics is not None:
+            self._count(topic, effects, time.perf_counter() - started)
+        self._absorb(effects)
+
+    def _count(self, topic: str, effects: list[Effect], seconds: float) -> None:
+        metrics = self.metrics
+        assert metrics is not None
+        route = self.core.topics.route(topic)
+        outcome = "ok"
+        for effect in effects:
+            if isinstance(effect, Publish) and effect.topic == self.core.topics.log:
+                outcome = "error"
+                metrics.errors.labels(effect.payload["data"]["desc"]).inc()
+        metrics.messages.labels(route.kind if route else "other", outcome).inc()
+        metrics.handler_seconds.observe(seconds)
 
     def broker_connected(self) -> None:
         self.core.liveness.bus_up(self._reactor.seconds())
@@ -172,8 +195,10 @@ class OrchestratorService(Service):
                 if self.publisher is not None:
                     self.publisher.publish(effect.topic, encode(effect.payload))
             else:
-                for sink in self.event_sinks:
-                    sink(event_id, effect)
+                if self.events is not None:
+                    self.events.append(event_id, effect, self._reactor.seconds())
+                if self.metrics is not None:
+                    self.metrics.events.labels(effect.type).inc()
                 event_id += 1
 
     def _durability_lost(self, failure: Any) -> None:

@@ -17,10 +17,13 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from .config import Config, ConfigError, load_config
+from .events import EventLog
 from .logfile import LogFileService, NotifyReady
+from .metrics import Metrics, state_series
 from .mqtt import MQTTService, build_client
 from .protocol import Orchestrator
 from .service import OrchestratorService
+from .sse import EventStreams, event_renderer
 from .store import Store
 from .web import RestApi
 
@@ -72,13 +75,35 @@ def _listen_endpoint(config: Config) -> str:
     return f"{kind}:{config.http_port}:interface={host}"
 
 
+class _Running(Service):
+    """Starts and stops something that is not a service (the event streams)."""
+
+    def __init__(self, start: Any, stop: Any) -> None:
+        self._start, self._stop = start, stop
+
+    def startService(self) -> None:
+        super().startService()
+        self._start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._stop()
+
+
 def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedStop:
     """The whole service tree for a config (also used by tests, in-process)."""
     root = OrderedStop()
     if log_to_dir and config.log_dir:
         LogFileService(config.log_dir, config.debug).setServiceParent(root)
     core = Orchestrator(config)
-    orchestrator = OrchestratorService(reactor, core, Store(reactor, config.state_dir, config.journal_fsync))
+    metrics = Metrics()
+    events = EventLog(event_renderer(core), keep=config.events_retained,
+                      keep_seconds=config.events_retained_sec)
+    store = Store(reactor, config.state_dir, config.journal_fsync)
+    store.on_sync = metrics.fsync_seconds.observe
+    core.on_placement = metrics.placement_seconds.observe
+    core.on_failover = metrics.failover_seconds.observe
+    orchestrator = OrchestratorService(reactor, core, store, events, metrics)
     orchestrator.setName("orchestrator")
     orchestrator.setServiceParent(root)
     topics = core.topics
@@ -93,7 +118,21 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     mqtt.setName("mqtt")
     mqtt.setServiceParent(root)
     orchestrator.publisher = mqtt
-    site = Site(RestApi(core).resource())
+    streams = EventStreams(reactor, events)
+    _Running(streams.start, streams.stop).setServiceParent(root)
+    metrics.watch(lambda: state_series(core, mqtt, streams, store))
+
+    def not_ready() -> list[str]:
+        reasons = []
+        if orchestrator.loaded is None:
+            reasons.append("state not loaded yet")
+        if not mqtt.subscribed:
+            reasons.append(f"not connected to the MQTT broker {config.mqtt}:{config.mqtt_port}")
+        return reasons
+
+    api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,
+                  token=config.rest_token)
+    site = Site(api.resource())
     site.displayTracebacks = False
     web = strports.service(_listen_endpoint(config), site, reactor=reactor)
     web.setName("web")

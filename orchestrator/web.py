@@ -1,27 +1,41 @@
 """The read-only REST API (protocol.md section 8), served by Klein.
 
-Handlers read the registry directly: same thread as the protocol core, so
-no copies and no locks. They decide nothing; shapes come from the records.
+Handlers read the registry directly: same thread as the protocol core, so no
+copies and no locks. They decide nothing; shapes come from the records and
+list selection from ``query.py``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from typing import Any
+import os
+from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
+from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.logger import Logger
+from twisted.web import pages, static
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, NotFound
 
-from .model import ModuleStatus
+from .metrics import Metrics
+from .model import ModuleStatus, Runtime
+from .openapi import openapi_document
 from .protocol import Orchestrator
+from .query import QueryError, parse_query, select
+from .sse import EventStreams, parse_types
 
-__all__ = ["RestApi", "json_body"]
+__all__ = ["RestApi", "json_body", "STATIC_DIR"]
 
 log = Logger()
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+#: paths that need no bearer token: liveness probes and the dashboard's own files
+#: (the page holds no data; it asks for the token and sends it with every API call)
+OPEN_PATHS = (b"/healthz", b"/", b"/index.html")
+OPEN_PREFIXES = (b"/static/",)
 
 
 def json_body(request: IRequest, body: Any, code: int = 200) -> bytes:
@@ -30,59 +44,123 @@ def json_body(request: IRequest, body: Any, code: int = 200) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class _Utf8Paths(Resource):
-    """Answers URLs that are not UTF-8 with a JSON 400 (Klein would send text/plain)."""
+class _Gate(Resource):
+    """In front of the Klein app: non-UTF-8 URLs get a JSON 400 (Klein would send
+    text/plain), and, when a token is configured, requests without it a 401."""
 
     isLeaf = True
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, token: str | None) -> None:
         super().__init__()
         self._inner = inner
+        self._token = f"Bearer {token}".encode() if token else None
 
     def render(self, request: IRequest) -> Any:
         try:
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return json_body(request, {"error": "the URL is not valid UTF-8"}, 400)
+        path = request.path
+        if (self._token is not None and path not in OPEN_PATHS
+                and not path.startswith(OPEN_PREFIXES)):
+            given = request.getHeader(b"Authorization") or ""
+            if not hmac.compare_digest(given.encode(), self._token):
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="silverline"')
+                return json_body(request, {"error": "a bearer token is needed "
+                                                    "(Authorization: Bearer <token>)"}, 401)
         return self._inner.render(request)
 
 
+class _StaticFiles(static.File):
+    def directoryListing(self) -> IResource:
+        return pages.notFound()
+
+
+def _args(request: IRequest) -> dict[str, list[str]]:
+    try:
+        return {k.decode(): [v.decode() for v in vs] for k, vs in (request.args or {}).items()}
+    except UnicodeDecodeError:
+        raise QueryError("query", "the query string is not valid UTF-8") from None
+
+
 class RestApi:
-    """``/api/runtimes/``, ``/api/modules/`` and their detail lookups."""
+    """Every HTTP endpoint; see ``openapi.py`` for the full description."""
 
     app = Klein()
 
-    def __init__(self, core: Orchestrator) -> None:
+    def __init__(self, core: Orchestrator, *, streams: EventStreams | None = None,
+                 metrics: Metrics | None = None,
+                 not_ready: Callable[[], list[str]] = lambda: [],
+                 token: str | None = None, static_dir: str = STATIC_DIR) -> None:
         self.core = core
         self.registry = core.registry
+        self.streams = streams
+        self.metrics = metrics
+        self.not_ready = not_ready
+        self.token = token
+        self.static_dir = static_dir
+        self._cache: dict[str, tuple[int, bytes]] = {}
 
     def resource(self) -> Any:
-        return _Utf8Paths(self.app.resource())
+        return _Gate(self.app.resource(), self.token)
 
-    # -- [compat] lists and details -------------------------------------------------
+    # -- shapes ------------------------------------------------------------------------
+    def _runtime_detail(self, runtime: Runtime) -> dict[str, Any]:
+        return runtime.detail(
+            nmodules=self.registry.nalive(runtime.uuid),
+            last_seen=self.core.liveness.last_seen(runtime.uuid),
+            children=sorted(self.registry.children(runtime.uuid, ModuleStatus.ALIVE,
+                                                   ModuleStatus.QUEUED),
+                            key=lambda m: m.serial))
+
+    def _compat_list(self, request: IRequest, kind: str) -> bytes:
+        """The [compat] list bodies, rebuilt only when the registry changed."""
+        cached = self._cache.get(kind)
+        if cached is None or cached[0] != self.registry.version:
+            registry = self.registry
+            if kind == "runtimes":
+                body: Any = {"runtimes": [
+                    r.summary(sorted(registry.children(r.uuid, ModuleStatus.ALIVE),
+                                     key=lambda m: m.serial))
+                    for r in registry.alive_runtimes()]}
+            else:
+                body = {"modules": [m.summary() for m in registry.alive_modules()]}
+            cached = (registry.version, json.dumps(body, separators=(",", ":")).encode())
+            self._cache[kind] = cached
+        request.setHeader(b"Content-Type", b"application/json")
+        return cached[1]
+
+    def _list(self, request: IRequest, kind: str) -> bytes:
+        try:
+            args = _args(request)
+            if not args:
+                return self._compat_list(request, kind + "s")
+            query = parse_query(args, kind)
+        except QueryError as e:
+            return json_body(request, {"error": str(e), "parameter": e.param}, 400)
+        records, next_cursor = select(self.registry, query, kind)
+        items = [self._runtime_detail(r) if isinstance(r, Runtime) else r.detail()
+                 for r in records]
+        body: dict[str, Any] = {kind + "s": items}
+        if query.limit is not None:
+            body["next"] = next_cursor
+        return json_body(request, body)
+
+    # -- [compat] lists and details (8.1-8.5), with filters and paging (8.6) ----------
     @app.route("/api/runtimes/", methods=["GET", "HEAD"], strict_slashes=False)
     def list_runtimes(self, request: IRequest) -> bytes:
-        registry = self.registry
-        body = {"runtimes": [
-            r.summary(registry.children(r.uuid, ModuleStatus.ALIVE))
-            for r in registry.alive_runtimes()]}
-        return json_body(request, body)
+        return self._list(request, "runtime")
 
     @app.route("/api/runtimes/<q>/", methods=["GET", "HEAD"], strict_slashes=False)
     def runtime_detail(self, request: IRequest, q: str) -> bytes:
         runtime = self.registry.lookup_runtime(q)
         if runtime is None:
             return json_body(request, {}, 404)
-        return json_body(request, runtime.detail(
-            nmodules=self.registry.nalive(runtime.uuid),
-            last_seen=self.core.liveness.last_seen(runtime.uuid),
-            children=self.registry.children(runtime.uuid, ModuleStatus.ALIVE,
-                                            ModuleStatus.QUEUED)))
+        return json_body(request, self._runtime_detail(runtime))
 
     @app.route("/api/modules/", methods=["GET", "HEAD"], strict_slashes=False)
     def list_modules(self, request: IRequest) -> bytes:
-        body = {"modules": [m.summary() for m in self.registry.alive_modules()]}
-        return json_body(request, body)
+        return self._list(request, "module")
 
     @app.route("/api/modules/<q>/", methods=["GET", "HEAD"], strict_slashes=False)
     def module_detail(self, request: IRequest, q: str) -> bytes:
@@ -91,7 +169,62 @@ class RestApi:
             return json_body(request, {}, 404)
         return json_body(request, module.detail())
 
-    # -- errors: JSON, with the status werkzeug chose (404, 405, 308) -----------------
+    # -- watching -------------------------------------------------------------------------
+    @app.route("/api/events", methods=["GET"], strict_slashes=False)
+    def events(self, request: IRequest) -> Any:
+        if self.streams is None:
+            return json_body(request, {"error": "no event stream here"}, 404)
+        try:
+            args = _args(request)
+            types = parse_types(args["types"][0] if "types" in args else None)
+        except QueryError as e:
+            return json_body(request, {"error": str(e), "parameter": e.param}, 400)
+        except ValueError as e:
+            return json_body(request, {"error": f"types: {e}", "parameter": "types"}, 400)
+        raw = request.getHeader(b"Last-Event-ID") or (args.get("last_event_id") or [None])[0]
+        last_id = None
+        if raw is not None:
+            if not raw.strip().isdigit() or len(raw.strip()) > 18:
+                return json_body(request, {"error": "Last-Event-ID: not an event id",
+                                           "parameter": "Last-Event-ID"}, 400)
+            last_id = int(raw)
+        return self.streams.attach(request, last_id, types)
+
+    # -- operations -----------------------------------------------------------------------
+    @app.route("/healthz", methods=["GET", "HEAD"])
+    def healthz(self, request: IRequest) -> bytes:
+        return json_body(request, {"status": "ok"})
+
+    @app.route("/readyz", methods=["GET", "HEAD"])
+    def readyz(self, request: IRequest) -> bytes:
+        reasons = self.not_ready()
+        if reasons:
+            return json_body(request, {"ready": False, "reasons": reasons}, 503)
+        return json_body(request, {"ready": True})
+
+    @app.route("/metrics", methods=["GET", "HEAD"])
+    def metrics_text(self, request: IRequest) -> bytes:
+        if self.metrics is None:
+            return json_body(request, {"error": "no metrics here"}, 404)
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+        return self.metrics.exposition()
+
+    @app.route("/api/openapi.json", methods=["GET", "HEAD"])
+    def openapi(self, request: IRequest) -> bytes:
+        return json_body(request, openapi_document())
+
+    # -- the dashboard ----------------------------------------------------------------------
+    @app.route("/", methods=["GET", "HEAD"])
+    def dashboard(self, request: IRequest) -> Any:
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        with open(os.path.join(self.static_dir, "index.html"), "rb") as f:
+            return f.read()
+
+    @app.route("/static/", branch=True, methods=["GET", "HEAD"])
+    def static_files(self, request: IRequest) -> Any:
+        return _StaticFiles(self.static_dir)
+
+    # -- errors: JSON, with the status werkzeug chose (404, 405, 308) -------------------------
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Any) -> bytes:
         return json_body(request, {"error": "no such endpoint"}, 404)
@@ -109,3 +242,4 @@ class RestApi:
     def internal_error(self, request: IRequest, failure: Any) -> bytes:
         log.failure("REST handler failed on {uri}", failure, uri=request.uri)
         return json_body(request, {"error": "internal error"}, 500)
+

@@ -1,0 +1,100 @@
+"""Prometheus metrics for ``GET /metrics``.
+
+Counters and histograms are fed by the glue as things happen; everything that
+is a current value (registry sizes, broker link, watchers) is read when
+Prometheus scrapes, so nothing has to be kept in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .model import ModuleStatus, RuntimeStatus
+
+__all__ = ["Metrics"]
+
+FAST = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1, 1.0)
+SLOW = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    """All series of one orchestrator, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("silverline_messages", "MQTT messages handled",
+                                ["topic", "outcome"], registry=r)
+        self.errors = Counter("silverline_errors", "Errors published on the log topic",
+                              ["desc"], registry=r)
+        self.events = Counter("silverline_events", "Registry changes announced", ["type"],
+                              registry=r)
+        self.handler_seconds = Histogram("silverline_handler_seconds",
+                                         "Time to handle one MQTT message",
+                                         buckets=FAST, registry=r)
+        self.placement_seconds = Histogram("silverline_placement_seconds",
+                                           "Time to choose a runtime for a module",
+                                           buckets=FAST, registry=r)
+        self.failover_seconds = Histogram("silverline_failover_seconds",
+                                          "Time to handle a runtime's death, all its modules",
+                                          buckets=SLOW, registry=r)
+        self.fsync_seconds = Histogram("silverline_journal_fsync_seconds",
+                                       "Time of one journal fsync (one batch or more)",
+                                       buckets=SLOW, registry=r)
+        self.commit_seconds = Histogram("silverline_commit_seconds",
+                                        "From a batch written to it being durable",
+                                        buckets=SLOW, registry=r)
+
+    def watch(self, read: Callable[[], Iterable[Metric]]) -> None:
+        """Add current-value series, computed by ``read`` at every scrape."""
+        self.registry.register(_Reader(read))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Reader:
+    def __init__(self, read: Callable[[], Iterable[Metric]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        return self._read()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+
+def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Metric]:
+    """The current-value series, read at scrape time."""
+    runtimes = GaugeMetricFamily("silverline_runtimes", "Runtimes by status", labels=["status"])
+    for status in RuntimeStatus.ALL:
+        runtimes.add_metric([status], core.registry.runtime_counts[status])
+    modules = GaugeMetricFamily("silverline_modules", "Modules by status", labels=["status"])
+    for status in ModuleStatus.ALL:
+        modules.add_metric([status], core.registry.module_counts[status])
+    yield runtimes
+    yield modules
+    if mqtt is not None:
+        yield GaugeMetricFamily("silverline_broker_connected",
+                                "1 while subscribed on the broker", value=int(mqtt.subscribed))
+        yield CounterMetricFamily("silverline_broker_reconnects",
+                                  "Connections to the broker after the first",
+                                  value=mqtt.reconnects)
+        yield GaugeMetricFamily("silverline_publish_buffered",
+                                "Publishes waiting for the broker", value=mqtt.buffered)
+        yield CounterMetricFamily("silverline_publish_dropped",
+                                  "Publishes lost to a full buffer", value=mqtt.dropped)
+    if streams is not None:
+        yield GaugeMetricFamily("silverline_sse_watchers", "Open /api/events streams",
+                                value=len(streams.watchers))
+        yield GaugeMetricFamily("silverline_events_retained", "Events kept for resuming",
+                                value=len(streams.log))
+    if store is not None:
+        yield CounterMetricFamily("silverline_journal_batches", "Journal batches written",
+                                  value=store.seq)
+    yield GaugeMetricFamily("silverline_liveness_tracked",
+                            "Runtimes judged by their keepalives",
+                            value=core.liveness.judged())

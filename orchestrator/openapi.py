@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 description of the REST API (``GET /api/openapi.json``).
+
+Kept as data next to the code it describes; tests validate the document and
+check real responses against its schemas, so it cannot quietly drift.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .model import ModuleStatus, RuntimeStatus
+from .query import MAX_LIMIT
+
+__all__ = ["openapi_document"]
+
+ANY: dict[str, Any] = {}
+NULLABLE_STR = {"type": ["string", "null"]}
+TIME = {"type": ["string", "null"], "description": "ISO 8601 UTC, e.g. 2026-11-27T23:48:37.317Z"}
+LISTISH = {"type": ["array", "string"], "description": "a list, or a string holding JSON"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "object", "required": list(required),
+            "properties": {**required, **(optional or {})}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+MODULE_DETAIL = _obj({
+    "uuid": {"type": "string"}, "name": {"type": "string"}, "parent": NULLABLE_STR,
+    "filename": {"type": "string"}, "filetype": {"type": "string"}, "apis": LISTISH,
+    "args": LISTISH, "env": LISTISH, "channels": LISTISH, "peripherals": LISTISH,
+    "resources": {"type": ["object", "null"]}, "alive": {"type": "boolean"},
+    "status": {"enum": list(ModuleStatus.ALL)},
+    "fault_crash": {"enum": ["ignore", "restart"]}, "metadata": ANY,
+    "created_at": TIME, "acked_at": TIME})
+
+RUNTIME_FIELDS = {
+    "uuid": {"type": "string"}, "name": {"type": "string"}, "apis": LISTISH,
+    "runtime_type": {"type": "string"}, "ka_interval_sec": {"type": "integer"},
+    "page_size": {"type": "integer"}, "aot_target": ANY, "metadata": ANY,
+    "alive": {"type": "boolean"}, "status": {"enum": list(RuntimeStatus.ALL)},
+    "max_nmodules": {"type": "integer", "description": "0 = unlimited"},
+    "platform": ANY, "nmodules": {"type": "integer", "description": "alive modules"},
+    "registered_at": TIME, "last_seen": TIME, "dead_reason": NULLABLE_STR,
+    "manager": NULLABLE_STR}
+
+SCHEMAS: dict[str, Any] = {
+    "ModuleBrief": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
+                         "filename": {"type": "string"}}),
+    "ModuleSummary": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
+                           "parent": NULLABLE_STR, "filename": {"type": "string"}}),
+    "ModuleDetail": MODULE_DETAIL,
+    "RuntimeSummary": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
+                            "runtime_type": {"type": "string"}, "aot_target": ANY,
+                            "children": {"type": "array", "items": _ref("ModuleBrief")}}),
+    "RuntimeDetail": _obj({**RUNTIME_FIELDS, "children": {
+        "type": "array", "items": _ref("ModuleDetail"),
+        "description": "its alive and queued modules"}}),
+    "RuntimeList": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeSummary")}}),
+    "RuntimePage": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeDetail")}},
+                        {"next": NULLABLE_STR}),
+    "ModuleList": _obj({"modules": {"type": "array", "items": _ref("ModuleSummary")}}),
+    "ModulePage": _obj({"modules": {"type": "array", "items": _ref("ModuleDetail")}},
+                       {"next": NULLABLE_STR}),
+    "NotFound": {"type": "object", "maxProperties": 0,
+                 "description": "{}: what both libsilverline generations take as not found"},
+    "Error": _obj({"error": {"type": "string"}}, {"parameter": {"type": "string"}}),
+    "Health": _obj({"status": {"const": "ok"}}),
+    "Ready": _obj({"ready": {"type": "boolean"}},
+                  {"reasons": {"type": "array", "items": {"type": "string"}}}),
+    "Event": _obj({"id": {"type": "integer"}, "type": {"type": "string"}, "time": TIME}, {
+        "runtime": _obj(RUNTIME_FIELDS), "module": _ref("ModuleDetail"),
+        "reason": {"type": "string", "description": "runtime.dead: why"},
+        "was": {"type": "string", "description": "runtime.reregistered: status before"},
+        "previous": {"type": "string", "description": "module.rescheduled: old runtime"}}),
+}
+
+LIST_PARAMS = [
+    {"name": "status", "in": "query", "schema": {"type": "string"},
+     "description": "a status, a comma list, or `all` (default: alive)"},
+    {"name": "parent", "in": "query", "schema": {"type": "string"},
+     "description": "modules: their runtime (uuid or name); runtimes: their manager"},
+    {"name": "name", "in": "query", "schema": {"type": "string"}},
+    {"name": "api", "in": "query", "schema": {"type": "string"},
+     "description": "objects whose apis include this one"},
+    {"name": "limit", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+     "description": "page size; the reply then has `next`"},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "the `next` of the previous page (needs limit)"},
+]
+Q = {"name": "q", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "full uuid (any case, hyphens optional), else newest alive with this "
+                    "name, else the alive object whose uuid ends with it"}
+BAD = _json(_ref("Error"), "a bad parameter, named in `parameter`")
+
+
+def _list_op(kind: str, summary: str) -> dict[str, Any]:
+    name = kind.capitalize()
+    return {"get": {
+        "summary": summary, "parameters": LIST_PARAMS,
+        "responses": {
+            "200": _json({"oneOf": [_ref(f"{name}List"), _ref(f"{name}Page")]},
+                         f"without parameters: the original {kind} list ({name}List); "
+                         f"with any: full details ({name}Page)"),
+            "400": BAD}}}
+
+
+def _detail_op(kind: str) -> dict[str, Any]:
+    name = kind.capitalize()
+    return {"get": {
+        "summary": f"one {kind}", "parameters": [Q],
+        "responses": {"200": _json(_ref(f"{name}Detail"), f"the {kind}"),
+                      "404": _json(_ref("NotFound"), "no such object")}}}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SilverLine Orchestrator", "version": "1",
+                 "description": "Read-only metadata of runtimes and modules, a live event "
+                                "stream, health and metrics. Changes go over MQTT."},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "only when the config sets rest_token"}}},
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/api/runtimes/": _list_op("runtime", "runtimes (default: alive ones)"),
+            "/api/runtimes/{q}/": _detail_op("runtime"),
+            "/api/modules/": _list_op("module", "modules (default: alive ones)"),
+            "/api/modules/{q}/": _detail_op("module"),
+            "/api/events": {"get": {
+                "summary": "Server-Sent Events of every registry change",
+                "description": "Each event: `id:` (increasing) and `data:` (an Event). "
+                               "Reconnect with Last-Event-ID to get what you missed; if "
+                               "that is no longer retained, an `event: resync` comes first. "
+                               "Comment lines every 15 s keep idle connections open.",
+                "parameters": [
+                    {"name": "types", "in": "query", "schema": {"type": "string"},
+                     "description": "comma list of event types, or `runtime`/`module`"},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                    {"name": "last_event_id", "in": "query", "schema": {"type": "string"},
+                     "description": "the same, for clients that cannot set headers"}],
+                "responses": {"200": {"description": "the stream", "content": {
+                    "text/event-stream": {"schema": {"type": "string"},
+                                          "x-event-data": _ref("Event")}}},
+                              "400": BAD}}},
+            "/healthz": {"get": {"summary": "the process is up", "security": [{}],
+                                 "responses": {"200": _json(_ref("Health"), "up")}}},
+            "/readyz": {"get": {"summary": "state loaded and broker connected", "responses": {
+                "200": _json(_ref("Ready"), "ready"),
+                "503": _json(_ref("Ready"), "not ready, with the reasons")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+                "description": "text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/api/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+            "/": {"get": {"summary": "the dashboard page", "security": [{}], "responses": {
+                "200": {"description": "HTML", "content": {
+                    "text/html": {"schema": {"type": "string"}}}}}}},
+        },
+    }
