@@ -63,8 +63,8 @@ class _Gate(Resource):
         path = request.path
         if (self._token is not None and path not in OPEN_PATHS
                 and not path.startswith(OPEN_PREFIXES)):
-            given = request.getHeader(b"Authorization") or ""
-            if not hmac.compare_digest(given.encode(), self._token):
+            given = request.getHeader(b"Authorization") or b""
+            if not hmac.compare_digest(given, self._token):
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="silverline"')
                 return json_body(request, {"error": "a bearer token is needed "
                                                     "(Authorization: Bearer <token>)"}, 401)
@@ -181,7 +181,9 @@ class RestApi:
             return json_body(request, {"error": str(e), "parameter": e.param}, 400)
         except ValueError as e:
             return json_body(request, {"error": f"types: {e}", "parameter": "types"}, 400)
-        raw = request.getHeader(b"Last-Event-ID") or (args.get("last_event_id") or [None])[0]
+        header = request.getHeader(b"Last-Event-ID")
+        raw = (header.decode("latin-1") if header is not None
+               else (args.get("last_event_id") or [None])[0])
         last_id = None
         if raw is not None:
             if not raw.strip().isdigit() or len(raw.strip()) > 18:
