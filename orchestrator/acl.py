@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .config import ConfigError, load_config
 from .fields import MAX_IDENT
 from .registry import canonical_uuid
 
@@ -365,7 +366,8 @@ def write_outputs(out: Path, realm: str, identities: Sequence[Identity],
                          **({"runtimes": list(i.uuids)} if i.uuids else {})}
                         for i in identities]}
     orchestrator = next(i for i in identities if i.role == ORCHESTRATOR)
-    # secrets first: if anything fails, the broker files still match the old ones
+    # secrets first: if a later write fails, the broker files are the old ones and a
+    # rerun reuses the passwords just saved
     _write_atomically(out / CREDENTIALS_FILE, json.dumps(creds, indent=2) + "\n", 0o600)
     _write_atomically(out / ORCHESTRATOR_PWD_FILE, passwords[orchestrator.username] + "\n", 0o600)
     _write_atomically(out / PASSWD_FILE, passwd, 0o600)
@@ -410,7 +412,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _defaults_from_config(path: str | None) -> tuple[str, str | None]:
-    from .config import ConfigError, load_config
     if path is None:
         return "realm", "arts"
     try:
