@@ -108,7 +108,7 @@ def _list_op(kind: str, summary: str) -> dict[str, Any]:
     return {"get": {
         "summary": summary, "parameters": LIST_PARAMS,
         "responses": {
-            "200": _json({"oneOf": [_ref(f"{name}List"), _ref(f"{name}Page")]},
+            "200": _json({"anyOf": [_ref(f"{name}List"), _ref(f"{name}Page")]},
                          f"without parameters: the original {kind} list ({name}List); "
                          f"with any: full details ({name}Page)"),
             "400": BAD}}}
