@@ -387,3 +387,13 @@ def test_a_bug_in_a_handler_is_reported_and_rolled_back(h: Harness, monkeypatch)
 def test_topics_outside_ours_are_ignored(h: Harness) -> None:
     assert h.core.handle("other/proc/reg", b"{}", 0) == []
     assert h.core.handle("realm/proc/reg/a/b", b"{}", 0) == []
+
+
+def test_list_lengths_are_bounded(h: Harness) -> None:
+    h.register()
+    out = h.create(uuid=M1, args=["x"] * 5000)
+    assert errors(out)[0]["data"] == {"desc": "invalid field",
+                                      "data": {"field": "data/args", "expected": "list"}}
+    out = h.create(uuid=M1, metadata={"k": list(range(5000))})
+    assert errors(out)[0]["data"]["data"]["field"] == "data/metadata"
+    assert M1 not in h.registry.modules
