@@ -100,10 +100,12 @@ class Fields:
         if isinstance(value, str):
             return self._keep(key, value)
         expected = "list of strings" if of_strings else "list"
-        if not isinstance(value, list) or not _depth_ok(value):
+        if not isinstance(value, list) or (of_strings and not all(isinstance(v, str)
+                                                                 for v in value)):
             raise invalid(self._path(key), expected)
-        if of_strings and not all(isinstance(v, str) for v in value):
-            raise invalid(self._path(key), expected)
+        if not _depth_ok(value):
+            raise invalid(self._path(key), f"{expected} of at most {MAX_ITEMS} items, "
+                                           f"nested at most {MAX_DEPTH} deep")
         return self._keep(key, freeze_list(value))
 
     def json_value(self, key: str, default: Any, *, object_only: bool = False) -> Any:
@@ -114,7 +116,8 @@ class Fields:
         if object_only and value is not None and not isinstance(value, dict):
             raise invalid(self._path(key), "object or null")
         if not _depth_ok(value):
-            raise invalid(self._path(key), f"JSON nested at most {MAX_DEPTH} deep")
+            raise invalid(self._path(key), f"JSON nested at most {MAX_DEPTH} deep, "
+                                           f"lists and objects of at most {MAX_ITEMS} items")
         return self._keep(key, value)
 
     def choice(self, key: str, default: str, options: tuple[str, ...]) -> str:

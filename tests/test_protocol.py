@@ -296,7 +296,8 @@ def test_keepalive_for_another_runtimes_topic_is_refused(h: Harness) -> None:
      "invalid type", "runtime"),
     (b'{"type": "arts_req", "action": "create", "data": {"metadata": %s%s}}'
      % (b"[" * 40, b"]" * 40),
-     "invalid field", {"field": "data/metadata", "expected": "JSON nested at most 32 deep"}),
+     "invalid field", {"field": "data/metadata", "expected":
+                       "JSON nested at most 32 deep, lists and objects of at most 4096 items"}),
     (b'{"type": "arts_req", "action": "create", "data": {"fault_crash": "sometimes"}}',
      "invalid field", {"field": "data/fault_crash", "expected": '"ignore" or "restart"'}),
     (b'{"type": "arts_req", "action": "create", "data": {"uuid": "a/b/#"}}',
@@ -392,8 +393,8 @@ def test_topics_outside_ours_are_ignored(h: Harness) -> None:
 def test_list_lengths_are_bounded(h: Harness) -> None:
     h.register()
     out = h.create(uuid=M1, args=["x"] * 5000)
-    assert errors(out)[0]["data"] == {"desc": "invalid field",
-                                      "data": {"field": "data/args", "expected": "list"}}
+    assert errors(out)[0]["data"] == {"desc": "invalid field", "data": {
+        "field": "data/args", "expected": "list of at most 4096 items, nested at most 32 deep"}}
     out = h.create(uuid=M1, metadata={"k": list(range(5000))})
     assert errors(out)[0]["data"]["data"]["field"] == "data/metadata"
     assert M1 not in h.registry.modules
