@@ -66,7 +66,7 @@ class _Named:
                 del self._by_name[name]
 
     def newest_first(self, name: str) -> Iterator[str]:
-        return reversed(list(self._by_name.get(name, ())))
+        return reversed(self._by_name.get(name, {}))
 
 
 class Registry:
