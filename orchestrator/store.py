@@ -261,8 +261,12 @@ class Store:
         if not self.fsync:
             self.durable_seq = self.seq
             return succeed(None)
+        return self._durable(self.seq)
+
+    def _durable(self, seq: int) -> Deferred[None]:
+        """Fires once batch ``seq`` is fsynced (joining the next group sync)."""
         d: Deferred[None] = Deferred()
-        self._waiters.append((self.seq, d))
+        self._waiters.append((seq, d))
         if not self._syncing:
             self._start_sync()
         return d
@@ -306,11 +310,7 @@ class Store:
         """Fires once everything written so far is durable."""
         if self.durable_seq >= self.seq and not self._retired:
             return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._waiters.append((self.seq, d))
-        if not self._syncing:
-            self._start_sync()
-        return d
+        return self._durable(self.seq)
 
     # -- snapshots -------------------------------------------------------------------
     def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]) -> Deferred[None]:

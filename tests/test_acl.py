@@ -22,14 +22,10 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 import pytest_twisted
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
-from twisted.internet.defer import Deferred
 
 from orchestrator.acl import (ACL_FILE, CLIENT, CREDENTIALS_FILE, MANAGER, MONITOR, ORCHESTRATOR,
                               ORCHESTRATOR_PWD_FILE, PASSWD_FILE, RUNTIME, AclError, Identity,
@@ -39,7 +35,7 @@ from orchestrator.acl import (ACL_FILE, CLIENT, CREDENTIALS_FILE, MANAGER, MONIT
 from orchestrator.config import Config
 from tests.support.app import App, make_config
 from tests.support.broker import Mosquitto, free_port
-from tests.support.peer import Msg
+from tests.support.peer import Peer
 from tests.support.twisted import within
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,117 +327,24 @@ def test_dev_config_is_local_only() -> None:
 _ids = itertools.count(1)
 
 
-class Login:
-    """An MQTT 5 connection with a user name, reporting every reason code.
-
-    (tests.support.peer.Peer does not expose CONNACK/SUBACK/PUBACK codes.)
-    """
+class Login(Peer):
+    """A Peer with a user name whose connect and publish return reason codes."""
 
     def __init__(self, reactor: Any, port: int, username: str | None = None,
                  password: str | None = None, *, client_id: str | None = None,
                  will: tuple[str, Any] | None = None, cafile: str | None = None) -> None:
+        super().__init__(reactor, port, will=will, username=username, password=password,
+                         client_id=client_id or f"acl-{username}-{next(_ids)}",
+                         cafile=cafile, reconnect=False)
         self.reactor = reactor
-        self.port = port
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"acl-{username}-{next(_ids)}",
-                                  protocol=paho.MQTTv5, reconnect_on_failure=False)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if will is not None:
-            self.client.will_set(will[0], _encode(will[1]), qos=1)
-        if cafile is not None:
-            self.client.tls_set(ca_certs=cafile)
-        self.inbox: list[Msg] = []
-        self.disconnects = 0
-        self.gone: Deferred[None] = Deferred()          # fires at the first disconnect
-        self._waiters: list[tuple[str, Callable[[Msg], bool], Deferred[Msg]]] = []
-        self._acks: dict[int, Deferred[ReasonCode]] = {}
-        call = reactor.callFromThread
-        self.client.on_message = lambda c, u, m: call(self._arrived, Msg(
-            m.topic, bytes(m.payload), bool(m.retain)))
-        self.client.on_publish = lambda c, u, mid, rc, p: call(self._acked, mid, rc)
-        self.client.on_disconnect = lambda *a: call(self._disconnected)
 
-    async def connect(self, timeout: float = 5.0) -> ReasonCode:
-        done: Deferred[ReasonCode] = Deferred()
+    async def connect(self, timeout: float = 5.0) -> Any:  # type: ignore[override]
+        await super().connect(timeout)
+        return self.connack
 
-        def connack(rc: ReasonCode) -> None:
-            if not done.called:
-                done.callback(rc)
-        self.client.on_connect = lambda c, u, f, rc, p: self.reactor.callFromThread(connack, rc)
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
-        self.client.loop_start()
-        return await done.addTimeout(timeout, self.reactor)
-
-    async def subscribe(self, *topics: str, timeout: float = 5.0) -> list[ReasonCode]:
-        done: Deferred[list[ReasonCode]] = Deferred()
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.reactor.callFromThread(
-            done.callback, list(rcs))
-        self.client.subscribe([(t, 1) for t in topics])
-        return await done.addTimeout(timeout, self.reactor)
-
-    async def publish(self, topic: str, payload: Any, timeout: float = 5.0) -> int:
-        """Publish at QoS 1; the PUBACK reason code (0 ok, 135 not authorized, ...)."""
-        done: Deferred[ReasonCode] = Deferred()
-        info = self.client.publish(topic, _encode(payload), qos=1)
-        self._acks[info.mid] = done
-        return (await done.addTimeout(timeout, self.reactor)).value
-
-    def _acked(self, mid: int, rc: ReasonCode) -> None:
-        d = self._acks.pop(mid, None)
-        if d is not None:
-            d.callback(rc)
-
-    def _disconnected(self) -> None:
-        self.disconnects += 1
-        if not self.gone.called:
-            self.gone.callback(None)
-
-    def _arrived(self, msg: Msg) -> None:
-        for entry in self._waiters:
-            topic, where, d = entry
-            if paho.topic_matches_sub(topic, msg.topic) and where(msg):
-                self._waiters.remove(entry)
-                d.callback(msg)
-                return
-        self.inbox.append(msg)
-
-    async def expect(self, topic: str, where: Callable[[Msg], bool] = lambda m: True,
-                     timeout: float = 5.0) -> Msg:
-        for msg in self.inbox:
-            if paho.topic_matches_sub(topic, msg.topic) and where(msg):
-                self.inbox.remove(msg)
-                return msg
-        d: Deferred[Msg] = Deferred()
-        entry = (topic, where, d)
-        self._waiters.append(entry)
-
-        def give_up(failure: Any) -> Any:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-            raise AssertionError(f"no message on {topic} within {timeout}s; "
-                                 f"inbox: {[(m.topic, m.payload[:80]) for m in self.inbox]}")
-        return await d.addTimeout(timeout, self.reactor).addErrback(give_up)
-
-    def on(self, topic: str) -> list[Msg]:
-        return [m for m in self.inbox if paho.topic_matches_sub(topic, m.topic)]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def vanish(self) -> None:
-        """Drop the connection without DISCONNECT, so the broker publishes the will."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
-
-
-def _encode(payload: Any) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    return (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+    async def publish(self, topic: str, payload: Any,  # type: ignore[override]
+                      timeout: float = 5.0) -> int:
+        return await self.publish_acked(topic, payload, timeout)
 
 
 class Site:

@@ -31,32 +31,71 @@ class Msg:
 
 class Peer:
     def __init__(self, reactor: Any, port: int, name: str = "peer",
-                 will: tuple[str, Any] | None = None, v5: bool = True) -> None:
+                 will: tuple[str, Any] | None = None, v5: bool = True, *,
+                 username: str | None = None, password: str | None = None,
+                 client_id: str | None = None, cafile: str | None = None,
+                 reconnect: bool = True) -> None:
         self._reactor = reactor
         self.port = port
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-{name}-{next(_ids)}",
-                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+                                  client_id=client_id or f"test-{name}-{next(_ids)}",
+                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                                  reconnect_on_failure=reconnect)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         if will is not None:
             self.client.will_set(will[0], _encode(will[1]), qos=1)
+        if cafile is not None:
+            self.client.tls_set(ca_certs=cafile)
         self.inbox: list[Msg] = []
+        self.connack: Any = None                      # the CONNACK reason code
+        self.disconnects = 0
+        self.gone: Deferred[None] = Deferred()        # fires at the first disconnect
         self._waiters: list[tuple[str, Callable[[Msg], bool], Deferred[Msg]]] = []
-        self.client.on_message = lambda c, u, m: reactor.callFromThread(
-            self._arrived, Msg(m.topic, m.payload, bool(m.retain)))
+        self._acks: dict[int, Deferred[Any]] = {}
+        call = reactor.callFromThread
+        self.client.on_message = lambda c, u, m: call(
+            self._arrived, Msg(m.topic, bytes(m.payload), bool(m.retain)))
+        self.client.on_publish = lambda c, u, mid, rc, p: call(self._acked, mid, rc)
+        self.client.on_disconnect = lambda *a: call(self._disconnected)
 
     async def connect(self, timeout: float = 5.0) -> "Peer":
         done: Deferred[None] = Deferred()
-        self.client.on_connect = lambda *a: self._reactor.callFromThread(done.callback, None)
+
+        def connack(rc: Any) -> None:
+            if not done.called:
+                self.connack = rc
+                done.callback(None)
+        self.client.on_connect = lambda c, u, f, rc, p: self._reactor.callFromThread(connack, rc)
         self.client.connect("127.0.0.1", self.port, keepalive=30)
         self.client.loop_start()
         await done.addTimeout(timeout, self._reactor)
         return self
 
-    async def subscribe(self, *topics: str, timeout: float = 5.0) -> None:
-        done: Deferred[None] = Deferred()
-        self.client.on_subscribe = lambda *a: self._reactor.callFromThread(done.callback, None)
+    async def subscribe(self, *topics: str, timeout: float = 5.0) -> list[Any]:
+        """Subscribe at QoS 1; the SUBACK reason codes."""
+        done: Deferred[list[Any]] = Deferred()
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._reactor.callFromThread(
+            done.callback, list(rcs))
         self.client.subscribe([(t, 1) for t in topics])
-        await done.addTimeout(timeout, self._reactor)
+        return await done.addTimeout(timeout, self._reactor)
+
+    async def publish_acked(self, topic: str, payload: Any, timeout: float = 5.0) -> int:
+        """Publish at QoS 1 and wait: the PUBACK reason code (0 ok, 135 not authorized...)."""
+        done: Deferred[Any] = Deferred()
+        info = self.client.publish(topic, _encode(payload), qos=1)
+        self._acks[info.mid] = done
+        return (await done.addTimeout(timeout, self._reactor)).value
+
+    def _acked(self, mid: int, rc: Any) -> None:
+        d = self._acks.pop(mid, None)
+        if d is not None:
+            d.callback(rc)
+
+    def _disconnected(self) -> None:
+        self.disconnects += 1
+        if not self.gone.called:
+            self.gone.callback(None)
 
     def publish(self, topic: str, payload: Any, retain: bool = False) -> None:
         self.client.publish(topic, _encode(payload), qos=1, retain=retain)
