@@ -4,8 +4,8 @@ Ids continue across restarts (the last id is journaled with each batch), so a
 watcher that reconnects with ``Last-Event-ID`` either gets exactly what it
 missed, in order, or (when that is no longer retained, or was before a
 restart) is told to resync. Events keep the frozen record they are about and
-are rendered to JSON once, when appended (so derived values such as a
-runtime's module count are those of that moment).
+are rendered to JSON once: when appended if they show values derived from
+elsewhere (a runtime's module count, as of that moment), else when first sent.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ class EventLog:
 
     def __init__(self, render: Callable[[StoredEvent], bytes], *, keep: int = 10_000,
                  keep_seconds: float = 900.0, hard_cap: int = 50_000,
-                 latest: int = 0) -> None:
+                 latest: int = 0, eager: Callable[[Event], bool] = lambda e: True) -> None:
         self._render = render
+        #: which events to render at once: those showing values that change later
+        #: (others, rendered when first sent, take no memory while nobody watches)
+        self.eager = eager
         self.keep, self.keep_seconds, self.hard_cap = keep, keep_seconds, max(hard_cap, keep)
         self._events: deque[StoredEvent] = deque()
         self.latest = latest                   # id of the newest event ever appended
@@ -64,7 +67,8 @@ class EventLog:
             # between is unknown, so nobody may resume across it
             self._events.clear()
         stored = StoredEvent(event_id, event.type, now, event)
-        stored._json = self._render(stored)     # now, while derived values are current
+        if self.eager(event):
+            stored._json = self._render(stored)     # now, while derived values are current
         self._events.append(stored)
         self.latest = event_id
         self._trim(now)

@@ -8,6 +8,7 @@ can make the orchestrator publish to a topic of its choosing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .envelope import ProtocolError, invalid, missing
@@ -64,12 +65,13 @@ class Fields:
         return value
 
     def text(self, key: str, default: str) -> str:
+        """A string; short ones are interned: names and file names repeat a lot."""
         if not self._present(key):
             return default
         value = self.data[key]
         if not isinstance(value, str):
             raise invalid(self._path(key), "string")
-        return self._keep(key, value)
+        return self._keep(key, sys.intern(value) if len(value) <= 200 else value)
 
     def ident(self, key: str) -> str | None:
         if not self._present(key):

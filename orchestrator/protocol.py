@@ -28,8 +28,9 @@ from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
 
 __all__ = ["Orchestrator", "new_uuid"]
 
-#: forwarded requests whose ack we still expect (bounded; oldest forgotten first)
-PENDING_ACKS = 100_000
+#: forwarded requests whose ack we still expect (bounded; oldest forgotten first:
+#: runtimes ack within moments, so only a runtime that never acks fills this)
+PENDING_ACKS = 20_000
 
 
 def new_uuid() -> str:

@@ -20,6 +20,7 @@ from .config import Config, ConfigError, load_config
 from .events import EventLog
 from .logfile import LogFileService, NotifyReady
 from .metrics import Metrics, state_series
+from .model import Runtime
 from .mqtt import MQTTService, build_client
 from .protocol import Orchestrator
 from .service import OrchestratorService
@@ -98,7 +99,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     core = Orchestrator(config)
     metrics = Metrics()
     events = EventLog(event_renderer(core), keep=config.events_retained,
-                      keep_seconds=config.events_retained_sec)
+                      keep_seconds=config.events_retained_sec,
+                      eager=lambda event: isinstance(event.record, Runtime))
     store = Store(reactor, config.state_dir, config.journal_fsync)
     store.on_sync = metrics.fsync_seconds.observe
     core.on_placement = metrics.placement_seconds.observe
