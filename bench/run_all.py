@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = [["durability.py"], ["placement.py"], ["sse.py"], ["crash.py", "--kills", "100"],
-           ["soak.py", "--minutes", "10"]]
+BENCHES = [["perf.py"], ["durability.py"], ["placement.py"], ["sse.py"],
+           ["crash.py", "--kills", "100"], ["soak.py", "--minutes", "10"]]
 
 if __name__ == "__main__":
     failed = 0
