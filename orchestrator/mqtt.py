@@ -163,6 +163,11 @@ class MQTTService(Service):
             return                      # closed or replaced before we got here
         if self._watcher is not None:
             self._forget_socket()
+        try:
+            # small publishes right after a PUBACK must not wait for delayed ACKs
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         self._watcher = _SocketWatcher(self.client, sock)
         self._reactor.addReader(self._watcher)
         if not self._misc.running:

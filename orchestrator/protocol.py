@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any, Callable
 
 from twisted.logger import Logger
@@ -21,7 +20,7 @@ from .effects import Effect, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .fields import Fields, check_ident, module_fields, runtime_fields
 from .liveness import Liveness
-from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set
+from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
 from .registry import Registry, canonical_uuid
 from .scheduler import Scheduler
 from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
@@ -185,7 +184,7 @@ class Orchestrator:
             out.event("runtime.registered", runtime)
         else:
             updates = {k: spec[k] for k in f.given if k in spec}
-            runtime = self.registry.put_runtime(replace(old, **updates, **common))
+            runtime = self.registry.put_runtime(evolve(old, **updates, **common))
             out.reply(topic, env.object_id, runtime.wire())
             out.event("runtime.reregistered", runtime, was=old.status)
             for module in sorted(self.registry.children(runtime.uuid, ModuleStatus.KILLED),
@@ -223,7 +222,7 @@ class Orchestrator:
     def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
         """Death by delete, last will or silence: fault policy for each module (7.3)."""
         started = self.perf()
-        dead = self.registry.put_runtime(replace(
+        dead = self.registry.put_runtime(evolve(
             runtime, status=RuntimeStatus.DEAD, dead_reason=reason, changed_at=now))
         out.notify("dead", {"type": "runtime", "uuid": dead.uuid, "name": dead.name,
                             "reason": reason})
@@ -233,17 +232,17 @@ class Orchestrator:
                 target = (self.scheduler.pick(api_set(module.apis))
                           if module.fault_crash == "restart" else None)
                 if target is not None:
-                    moved = self._start(module, target, out, now, "module.rescheduled",
-                                        previous=dead.uuid)
+                    moved, _ = self._start(module, target, out, now, "module.rescheduled",
+                                           previous=dead.uuid)
                     out.notify("rescheduled", {"type": "module", "uuid": moved.uuid,
                                                "name": moved.name, "from": dead.uuid,
                                                "to": target.uuid})
                 else:
-                    killed = self.registry.put_module(replace(
+                    killed = self.registry.put_module(evolve(
                         module, status=ModuleStatus.KILLED, changed_at=now))
                     out.event("module.killed", killed)
             elif module.status == ModuleStatus.EXITING:
-                gone = self.registry.put_module(replace(
+                gone = self.registry.put_module(evolve(
                     module, status=ModuleStatus.DEAD, changed_at=now))
                 out.event("module.exited", gone)
         self.on_failover(self.perf() - started)
@@ -312,38 +311,42 @@ class Orchestrator:
             started = self.perf()
             target = self.scheduler.pick(api_set(module.apis))
             self.on_placement(self.perf() - started)
-        module = self._start_or_queue(module, target, out, now, "module.created")
-        out.reply(self.topics.control, env.object_id, module.wire())
+        module, wire = self._start_or_queue(module, target, out, now, "module.created")
+        out.reply(self.topics.control, env.object_id, wire)
 
     def _start_or_queue(self, module: Module, runtime: Runtime | None, out: Outbox,
-                        now: float, event: str) -> Module:
-        """Start on ``runtime`` if it has room; else queue, for it or (None) for any."""
+                        now: float, event: str) -> tuple[Module, dict[str, Any]]:
+        """Start on ``runtime`` if it has room; else queue, for it or (None) for any.
+
+        Returns the module and its wire shape (built once: forward and reply share it).
+        """
         if runtime is not None and self.scheduler.has_room(runtime):
             return self._start(module, runtime, out, now, event)
-        queued = self.registry.put_module(replace(
+        queued = self.registry.put_module(evolve(
             module, status=ModuleStatus.QUEUED, changed_at=now,
             parent=runtime.uuid if runtime is not None else None,
             pinned=runtime is not None))
         out.event("module.queued", queued)
         out.notify("queued", {"type": "module", "uuid": queued.uuid, "name": queued.name,
                               "parent": queued.parent})
-        return queued
+        return queued, queued.wire()
 
     def _start(self, module: Module, runtime: Runtime, out: Outbox, now: float,
-               event: str, **extra: Any) -> Module:
+               event: str, **extra: Any) -> tuple[Module, dict[str, Any]]:
         """Make the module alive on ``runtime`` and forward its create there."""
-        started = self.registry.put_module(replace(
+        started = self.registry.put_module(evolve(
             module, parent=runtime.uuid, status=ModuleStatus.ALIVE, changed_at=now,
             acked_at=None))
-        object_id = out.request(self.topics.control_for(runtime.uuid), "create", started.wire())
+        wire = started.wire()
+        object_id = out.request(self.topics.control_for(runtime.uuid), "create", wire)
         self._expect_ack(object_id, started.uuid)
         out.event(event, started, **extra)
-        return started
+        return started, wire
 
     def _fill(self, runtime: Runtime, out: Outbox, now: float) -> None:
         """Start queued modules, oldest first, while the runtime has room."""
         while (module := self.scheduler.next_queued_for(runtime)) is not None:
-            started = self._start(module, runtime, out, now, "module.started")
+            started, _ = self._start(module, runtime, out, now, "module.started")
             out.notify("started", {"type": "module", "uuid": started.uuid,
                                    "name": started.name, "parent": runtime.uuid})
 
@@ -368,7 +371,7 @@ class Orchestrator:
         if module.status in (ModuleStatus.ALIVE, ModuleStatus.EXITING):
             assert module.parent is not None
             if module.alive:
-                module = self.registry.put_module(replace(
+                module = self.registry.put_module(evolve(
                     module, status=ModuleStatus.EXITING, changed_at=now))
                 out.event("module.exiting", module)
             out.request(self.topics.control_for(module.parent), "delete",
@@ -377,7 +380,7 @@ class Orchestrator:
             if runtime is not None and runtime.alive:
                 self._fill(runtime, out, now)
         elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):
-            module = self.registry.put_module(replace(
+            module = self.registry.put_module(evolve(
                 module, status=ModuleStatus.DEAD, changed_at=now))
             out.event("module.deleted", module)
         out.reply(self.topics.control, env.object_id, module.wire())
@@ -404,7 +407,7 @@ class Orchestrator:
         if module.status == ModuleStatus.DEAD:
             return
         was_alive = module.alive
-        module = self.registry.put_module(replace(module, status=ModuleStatus.DEAD,
+        module = self.registry.put_module(evolve(module, status=ModuleStatus.DEAD,
                                                   changed_at=now))
         out.notify("exited", {"type": "module", "uuid": module.uuid})
         out.event("module.exited", module)
@@ -423,7 +426,7 @@ class Orchestrator:
         module = self.registry.modules.get(module_uuid or "")
         if module is None:
             return
-        acked = self.registry.put_module(replace(module, acked_at=now))
+        acked = self.registry.put_module(evolve(module, acked_at=now))
         out.event("module.acked", acked)
         result = env.data.get("result")
         if result not in (None, "ok"):

@@ -9,7 +9,6 @@ and one fsync; their effects then go out in arrival order.
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from twisted.logger import Logger
 from .effects import Effect, Event, Publish
 from .events import EventLog
 from .metrics import Metrics
+from .model import compact_json
 from .protocol import Orchestrator
 from .store import LoadReport, Store
 
@@ -39,8 +39,17 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None: ...
 
 
+def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
+    """What survives a full collection is long-lived (registry records, mostly):
+    freeze it, so the next full collections do not rescan it all (at 100,000
+    modules each one took up to 160 ms, stalling REST and MQTT alike). Records
+    hold no reference cycles, so freezing them leaks nothing."""
+    if phase == "stop" and info.get("generation") == 2:
+        gc.freeze()
+
+
 def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return compact_json(payload).encode()
 
 
 class OrchestratorService(Service):
@@ -82,6 +91,8 @@ class OrchestratorService(Service):
         finally:
             gc.enable()
             gc.freeze()
+        if _freeze_after_full_collections not in gc.callbacks:
+            gc.callbacks.append(_freeze_after_full_collections)
         self.core.liveness.restore(report.meta.get("liveness"))
         self.event_seq = int(report.meta.get("events", 0))
         if self.events is not None:

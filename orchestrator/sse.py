@@ -178,7 +178,7 @@ class EventStreams:
 
 def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
     """How an event looks on the wire: its id, type, time and the object's detail."""
-    from .model import Runtime, iso
+    from .model import Runtime, compact_json, iso
 
     def render(stored: StoredEvent) -> bytes:
         record = stored.event.record
@@ -192,5 +192,5 @@ def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
             body["module"] = record.detail()
         if stored.event.extra:
             body.update(stored.event.extra)
-        return json.dumps(body, separators=(",", ":")).encode()
+        return compact_json(body).encode()
     return render

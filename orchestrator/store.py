@@ -32,7 +32,7 @@ from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, module_row,
+from .model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compact_json, module_row,
                     row_reader, runtime_row)
 from .registry import Record, Registry
 
@@ -73,7 +73,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 def encode_line(doc: dict[str, Any]) -> bytes:
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = compact_json(doc).encode()
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -334,7 +334,7 @@ class Store:
             for i in range(0, len(ids), CHUNK):
                 recs = [row(table[u]) for u in ids[i:i + CHUNK] if u in table]
                 if recs:
-                    body = json.dumps(recs, separators=(",", ":"))[1:-1]
+                    body = compact_json(recs)[1:-1]
                     out.write(((b"" if first else b",") + body.encode()))
                     first = False
                 yield None

@@ -8,7 +8,6 @@ list selection from ``query.py``.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
@@ -22,7 +21,7 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, NotFound
 
 from .metrics import Metrics
-from .model import ModuleStatus, Runtime
+from .model import ModuleStatus, Runtime, compact_json
 from .openapi import openapi_document
 from .protocol import Orchestrator
 from .query import QueryError, parse_query, select
@@ -41,7 +40,7 @@ OPEN_PREFIXES = (b"/static/",)
 def json_body(request: IRequest, body: Any, code: int = 200) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
-    return json.dumps(body, separators=(",", ":")).encode()
+    return compact_json(body).encode()
 
 
 class _Gate(Resource):
@@ -125,7 +124,7 @@ class RestApi:
                     for r in registry.alive_runtimes()]}
             else:
                 body = {"modules": [m.summary() for m in registry.alive_modules()]}
-            cached = (registry.version, json.dumps(body, separators=(",", ":")).encode())
+            cached = (registry.version, compact_json(body).encode())
             self._cache[kind] = cached
         request.setHeader(b"Content-Type", b"application/json")
         return cached[1]

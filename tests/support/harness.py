@@ -34,9 +34,11 @@ class Harness:
         return self._split(self.core.handle(f"realm/proc/{topic}", payload, self.now))
 
     def _split(self, effects: list[Any]) -> list[Publish]:
+        """The publishes as they go on the wire (through JSON: tuples become lists)."""
         self.events.extend(e for e in effects if isinstance(e, Event))
         self.registry.take_changes()
-        return [e for e in effects if isinstance(e, Publish)]
+        return [Publish(e.topic, json.loads(json.dumps(e.payload)))
+                for e in effects if isinstance(e, Publish)]
 
     def sweep(self) -> list[Publish]:
         return self._split(self.core.sweep(self.now))
