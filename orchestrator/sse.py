@@ -113,6 +113,7 @@ class _Watcher:
     def close(self) -> None:
         if not self.closed.called:
             self.streams.watchers.discard(self)
+            self.request.unregisterProducer()
             self.closed.callback(None)
 
 
@@ -136,8 +137,8 @@ class EventStreams:
         if self._beat.running:
             self._beat.stop()
         for watcher in list(self.watchers):
-            watcher.request.finish()
             watcher.close()
+            watcher.request.finish()    # the only finish: Klein's Deferred never fires
 
     def wake(self) -> None:
         """Something to send: do it at the end of this reactor turn, once."""
@@ -162,7 +163,11 @@ class EventStreams:
 
     def attach(self, request: IRequest, last_id: int | None,
                types: frozenset[str] | None) -> Deferred[None]:
-        """Stream to ``request`` from after ``last_id`` (None: from now on)."""
+        """Stream to ``request`` from after ``last_id`` (None: from now on).
+
+        The returned Deferred is for Klein and never fires; the watcher lives until
+        the connection closes or ``stop()``.
+        """
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-cache")
         request.setHeader(b"X-Accel-Buffering", b"no")
@@ -173,7 +178,9 @@ class EventStreams:
         request.notifyFinish().addBoth(lambda _: watcher.close())
         request.write(b"retry: 2000\n: connected\n\n")
         self.wake()
-        return watcher.closed
+        # Klein gets a Deferred that never fires: it cancels it when the client goes,
+        # and on shutdown stop() finishes the request itself, exactly once
+        return Deferred()
 
 
 def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:

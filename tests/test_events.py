@@ -20,7 +20,7 @@ from orchestrator.web import RestApi
 from tests.support.app import App
 from tests.support.harness import RT1, Harness
 from tests.support.sse import connect
-from tests.support.twisted import within
+from tests.support.twisted import eventually, within
 
 R = "realm/proc"
 
@@ -85,6 +85,9 @@ class FakeRequest:
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer = producer
 
+    def unregisterProducer(self) -> None:
+        self.unregistered = True
+
     def notifyFinish(self) -> Any:
         return self.finished
 
@@ -143,9 +146,11 @@ def test_a_watcher_that_falls_out_of_the_window_gets_resync() -> None:
 def test_watchers_leave_when_their_connection_closes() -> None:
     streams, clock = streams_with(EventLog(render))
     request = FakeRequest()
-    closed = streams.attach(request, None, None)
+    streams.attach(request, None, None)
+    [watcher] = streams.watchers
     request.finished.callback(None)
-    assert closed.called and not streams.watchers
+    assert watcher.closed.called and not streams.watchers
+    assert request.unregistered           # else twisted.web logs an error per disconnect
 
 
 # -- over a real connection ---------------------------------------------------------------------
@@ -180,6 +185,7 @@ async def test_resume_with_last_event_id_gets_exactly_what_was_missed(reactor: A
     assert events[0]["data"]["module"]["uuid"] == "m1"
     first.close()
     await first.closed
+    await eventually(lambda: not streams.watchers, 5, "the server to let the watcher go")
     produce(7)                                           # missed while away
     again = await connect(reactor, port, "/api/events", **{"Last-Event-ID": "5"})
     produce(1)                                           # and one live
