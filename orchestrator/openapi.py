@@ -61,9 +61,9 @@ SCHEMAS: dict[str, Any] = {
     "RuntimeSummary": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
                             "runtime_type": {"type": "string"}, "aot_target": ANY,
                             "children": {"type": "array", "items": _ref("ModuleBrief")}}),
-    "RuntimeDetail": _obj({**RUNTIME_FIELDS, "children": {
+    "RuntimeDetail": _obj(RUNTIME_FIELDS, {"children": {
         "type": "array", "items": _ref("ModuleDetail"),
-        "description": "its alive and queued modules"}}),
+        "description": "its alive and queued modules (left out with children=false)"}}),
     "RuntimeList": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeSummary")}}),
     "RuntimePage": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeDetail")}},
                         {"next": NULLABLE_STR}),
@@ -96,6 +96,8 @@ LIST_PARAMS = [
      "description": "page size; the reply then has `next`"},
     {"name": "cursor", "in": "query", "schema": {"type": "string"},
      "description": "the `next` of the previous page (needs limit)"},
+    {"name": "children", "in": "query", "schema": {"enum": ["true", "false"]},
+     "description": "runtimes only: false leaves out each runtime's modules"},
 ]
 Q = {"name": "q", "in": "path", "required": True, "schema": {"type": "string"},
      "description": "full uuid (any case, hyphens optional), else newest alive with this "

@@ -16,7 +16,7 @@ from .registry import Registry, canonical_uuid
 __all__ = ["ListQuery", "QueryError", "parse_query", "select", "MAX_LIMIT"]
 
 MAX_LIMIT = 1000
-PARAMS = ("status", "parent", "name", "api", "limit", "cursor")
+PARAMS = ("status", "parent", "name", "api", "limit", "cursor", "children")
 Record = Union[Runtime, Module]
 
 
@@ -37,6 +37,8 @@ class ListQuery:
     api: str | None = None
     limit: int | None = None
     cursor: int = 0
+    #: runtimes only: include each one's modules (false: a much smaller reply)
+    children: bool = True
     #: no parameters at all: the [compat] list shape
     plain: bool = True
 
@@ -81,8 +83,16 @@ def parse_query(args: Mapping[str, Sequence[str]], kind: str) -> ListQuery:
         if not text.isdigit() or len(text) > 18:
             raise QueryError("cursor", "not a cursor this server gave out")
         cursor = int(text)
+    children = True
+    if (text := _one(args, "children")) is not None:
+        if kind != "runtime":
+            raise QueryError("children", "only for runtimes")
+        if text not in ("true", "false"):
+            raise QueryError("children", "true or false")
+        children = text == "true"
     return ListQuery(statuses=statuses, parent=_one(args, "parent"), name=_one(args, "name"),
-                     api=_one(args, "api"), limit=limit, cursor=cursor, plain=not args)
+                     api=_one(args, "api"), limit=limit, cursor=cursor, children=children,
+                     plain=not args)
 
 
 def _parent_uuid(registry: Registry, q: str) -> str:

@@ -104,13 +104,16 @@ class RestApi:
         return _Gate(self.app.resource(), self.token)
 
     # -- shapes ------------------------------------------------------------------------
-    def _runtime_detail(self, runtime: Runtime) -> dict[str, Any]:
-        return runtime.detail(
+    def _runtime_detail(self, runtime: Runtime, children: bool = True) -> dict[str, Any]:
+        detail = runtime.detail(
             nmodules=self.registry.nalive(runtime.uuid),
             last_seen=self.core.liveness.last_seen(runtime.uuid),
             children=sorted(self.registry.children(runtime.uuid, ModuleStatus.ALIVE,
                                                    ModuleStatus.QUEUED),
-                            key=lambda m: m.serial))
+                            key=lambda m: m.serial) if children else ())
+        if not children:
+            del detail["children"]
+        return detail
 
     def _compat_list(self, request: IRequest, kind: str) -> bytes:
         """The [compat] list bodies, rebuilt only when the registry changed."""
@@ -138,8 +141,8 @@ class RestApi:
         except QueryError as e:
             return json_body(request, {"error": str(e), "parameter": e.param}, 400)
         records, next_cursor = select(self.registry, query, kind)
-        items = [self._runtime_detail(r) if isinstance(r, Runtime) else r.detail()
-                 for r in records]
+        items = [self._runtime_detail(r, query.children) if isinstance(r, Runtime)
+                 else r.detail() for r in records]
         body: dict[str, Any] = {kind + "s": items}
         if query.limit is not None:
             body["next"] = next_cursor

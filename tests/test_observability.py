@@ -81,6 +81,9 @@ async def test_runtime_filters(h: Harness) -> None:
     assert uuids((await get(client, "/api/runtimes/?api=py"))[2]["runtimes"]) == [RT2]
     [alpha] = (await get(client, "/api/runtimes/?name=alpha"))[2]["runtimes"]
     assert [c["status"] for c in alpha["children"]] == ["alive", "alive", "alive"]
+    bare = (await get(client, "/api/runtimes/?status=all&children=false"))[2]["runtimes"]
+    assert [r["uuid"] for r in bare] == [RT1, RT2, RT3] and "children" not in bare[0]
+    assert bare[0]["nmodules"] == 3 and bare[0]["last_seen"] is not None
 
 
 @pytest_twisted.ensureDeferred
@@ -88,7 +91,7 @@ async def test_runtime_filters(h: Harness) -> None:
     ("?status=sleeping", "status"), ("?limit=0", "limit"), ("?limit=1001", "limit"),
     ("?limit=ten", "limit"), ("?cursor=5", "cursor"), ("?limit=5&cursor=abc", "cursor"),
     ("?colour=red", "colour"), ("?name=", "name"), ("?name=a&name=b", "name"),
-    ("?name=%ff", "query"),
+    ("?name=%ff", "query"), ("?children=maybe", "children"),
 ])
 async def test_bad_parameters_are_400_naming_the_parameter(h: Harness, query: str,
                                                            param: str) -> None:

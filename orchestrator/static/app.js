@@ -24,9 +24,12 @@
   const FEED_MAX = 200;          // entries kept in the event feed
   const CLIP_AT = 12;            // modules shown per runtime before "Show N more"
   const STALL_MS = 45000;        // no byte for this long (pings come every 15 s): reconnect
-  const REFRESH_MIN_MS = 10000;  // full re-read at most this often ...
-  const REFRESH_FACTOR = 25;     // ... and never more than 1/25 of the time spent on it
+  const REFRESH_MIN_MS = 300000; // full re-read (a safety net: the stream has it all) ...
+  const REFRESH_FACTOR = 30;     // ... and at most 1/30 of the time spent on it
+  const SEEN_MS = 5000;          // keepalives are not events: re-read last-seen times
   const QUEUE = '';              // group of modules that have no known runtime
+  const FLASH_MAX = 12;          // more new things than this in one frame: no highlight
+  const FEED_EVERY_MS = 250;     // the feed is redrawn at most this often
 
   const $ = (id) => document.getElementById(id);
 
@@ -347,7 +350,10 @@
         stream = ctl;
         try {
           const headers = authHeaders();
+          // resuming needs the id of the last event seen; without one, only a full read
+          // after the stream is attached can tell what happened meanwhile
           if (lastEventId !== null) headers['Last-Event-ID'] = lastEventId;
+          else needFullLoad = true;
           const res = await fetch('/api/events', { headers, cache: 'no-store', signal: ctl.signal });
           if (res.status === 401) throw new AuthNeeded();
           if (!res.ok || !res.body) throw new Error('/api/events: HTTP ' + res.status);
@@ -372,7 +378,7 @@
         if (authNeeded) return;
         setConnection('reconnecting');
         failures += 1;
-        const delay = Math.min(15000, retryMs * Math.pow(1.6, failures - 1));
+        const delay = Math.min(10000, retryMs * Math.pow(1.6, failures - 1));
         await sleep(delay * (0.8 + 0.4 * Math.random()));
       }
     } finally {
@@ -381,15 +387,35 @@
     }
   }
 
-  // every few seconds: a stalled stream is reopened, and the full state re-read now and then
+  // last-seen times, without the modules: a small reply even at hundreds of runtimes
+  let seenAt = 0;
+  let seenBusy = false;
+  async function refreshSeen() {
+    seenBusy = true;
+    try {
+      for (const r of await getAll('/api/runtimes/?status=all&children=false', 'runtimes', 1000)) {
+        const old = runtimes.get(r.uuid);
+        if (old && old.last_seen !== r.last_seen) putRuntime({ ...old, last_seen: r.last_seen }, false);
+      }
+    } finally {
+      seenAt = Date.now();
+      seenBusy = false;
+    }
+  }
+
+  // every second: a stalled stream is reopened, last-seen times re-read every few
+  // seconds, and the full state (now and then) as a safety net
   setInterval(() => {
     if (authNeeded || document.body.dataset.conn !== 'live') return;
     if (Date.now() - lastByteAt > STALL_MS && stream) { stream.abort(); return; }
+    if (loading || document.visibilityState !== 'visible') return;
     const every = Math.max(REFRESH_MIN_MS, loadCostMs * REFRESH_FACTOR);
-    if (!loading && document.visibilityState === 'visible' && Date.now() - loadedAt > every) {
+    if (Date.now() - loadedAt > every) {
       loadState().catch(loadFailed);
+    } else if (!seenBusy && Date.now() - seenAt > SEEN_MS) {
+      refreshSeen().catch(() => {});
     }
-  }, 2500);
+  }, 1000);
 
   // ---------------------------------------------------------------------------------
   // connection state and the token prompt
@@ -476,9 +502,11 @@
     return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
   }
 
+  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
   function localTime(iso) {
     const d = new Date(iso);
-    return isNaN(d) ? '' : d.toLocaleString();
+    return isNaN(d) ? '' : dateFormat.format(d);
   }
 
   function ageText(ms) {
@@ -593,6 +621,8 @@
     setAttr(v.card, 'data-status', r.status);
     const apis = listText(r.apis);
     setText(v.type, [r.runtime_type, apis].filter(Boolean).join(' · '));
+    setAttr(v.type, 'title', 'type: ' + r.runtime_type + '\napis: ' + apis +
+      (r.platform ? '\nplatform: ' + JSON.stringify(r.platform) : ''));
     if (r.status === 'dead') {
       v.reason.hidden = false;
       setText(v.reason, 'Died' + (r.dead_reason ? ': ' + r.dead_reason : ''));
@@ -721,7 +751,9 @@
     v.card.hidden = !(self || any);
   }
 
-  function filterSummary() {
+  let deadOpenedByFilter = false;
+
+  function filterSummary(filterChanged) {
     let alive = 0, dead = 0, shownAlive = 0, shownDead = 0;
     for (const v of rtViews.values()) {
       if (v.grid === 'dead') { dead++; if (!v.card.hidden) shownDead++; } else { alive++; if (!v.card.hidden) shownAlive++; }
@@ -735,6 +767,15 @@
     $('no-match').hidden = !nothing;
     setText($('match-count'), query ? plural(shownAlive + shownDead, 'runtime') + ' shown' : '');
     if (query) $('queue').hidden = queued === 0;
+    // a search that finds dead runtimes shows them; clearing it puts things back
+    const deadSection = $('dead-section');
+    if (filterChanged && query && shownDead > 0 && !deadSection.open) {
+      deadSection.open = true;
+      deadOpenedByFilter = true;
+    } else if (filterChanged && !query && deadOpenedByFilter) {
+      deadSection.open = false;
+      deadOpenedByFilter = false;
+    }
   }
 
   // -- stats -------------------------------------------------------------------------
@@ -768,6 +809,8 @@
   function flush() {
     frame = 0;
     const touched = new Set();
+    // highlights help the eye when a few things change, not during a burst
+    const highlight = freshRts.size + freshMods.size <= FLASH_MAX;
 
     for (const uuid of dirtyRt) {
       const r = runtimes.get(uuid);
@@ -781,7 +824,7 @@
         v = makeRuntimeView(uuid);
         rtViews.set(uuid, v);
         for (const m of byParent.get(uuid) || []) dirtyMod.add(m);   // from the queue group
-        if (freshRts.has(uuid)) flash(v.card, 'flash');
+        if (highlight && freshRts.has(uuid)) flash(v.card, 'flash');
       }
       renderRuntime(v, r);
       touched.add(uuid);
@@ -803,7 +846,7 @@
         if (v.group !== null) touched.add(v.group);
         groupList(group).appendChild(v.li);
         v.group = group;
-        if (freshMods.has(uuid)) flash(v.li, 'fresh');
+        if (highlight && freshMods.has(uuid)) flash(v.li, 'fresh');
       }
       touched.add(group);
     }
@@ -811,6 +854,7 @@
     freshMods.clear();
 
     for (const key of touched) renderGroup(key);
+    const filterChanged = filterDirty;
     if (filterDirty) {
       filterDirty = false;
       document.body.classList.toggle('filtering', !!query);
@@ -820,7 +864,7 @@
     } else if (query) {
       for (const key of touched) filterGroup(key);
     }
-    if (touched.size || statsDirty) filterSummary();
+    if (touched.size || statsDirty || filterChanged) filterSummary(filterChanged);
     if (statsDirty) { statsDirty = false; renderStats(); }
     renderFeed();
   }
@@ -840,6 +884,8 @@
   const feedPending = [];        // entries not yet on the page, oldest first
   let feedPaused = false;
   let feedMissed = 0;
+  let feedDrawnAt = 0;
+  let feedTimer = 0;
 
   function runtimeName(uuid) {
     if (!uuid) return null;
@@ -916,10 +962,16 @@
     }
     note.hidden = true;
     if (!feedPending.length) return;
+    const wait = feedDrawnAt + FEED_EVERY_MS - performance.now();
+    if (wait > 0) {                 // a busy stream: gather more, draw them together
+      if (!feedTimer) feedTimer = setTimeout(() => { feedTimer = 0; schedule(); }, wait);
+      return;
+    }
+    feedDrawnAt = performance.now();
     const fragment = document.createDocumentFragment();
     for (let i = feedPending.length - 1; i >= 0; i--) {
       const li = feedEntry(feedPending[i]);
-      if (feedPending.length < 20) li.classList.add('fresh');
+      if (feedPending.length <= 3) li.classList.add('fresh');
       fragment.appendChild(li);
     }
     feedPending.length = 0;
@@ -940,15 +992,19 @@
   // filter box, module toggle, keyboard
 
   const filterInput = $('filter');
-  filterInput.addEventListener('input', () => {
-    query = filterInput.value.trim().toLowerCase();
+  function filterChanged() {
+    const q = filterInput.value.trim().toLowerCase();
+    if (q === query) return;
+    query = q;
     filterDirty = true;
     schedule();
-  });
+  }
+  for (const type of ['input', 'change', 'search']) filterInput.addEventListener(type, filterChanged);
   filterInput.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && filterInput.value) {
+      e.preventDefault();
       filterInput.value = '';
-      filterInput.dispatchEvent(new Event('input'));
+      filterChanged();
     }
   });
   document.addEventListener('keydown', (e) => {
@@ -963,6 +1019,10 @@
   function loadPrefs() {
     try { return JSON.parse(localStorage.getItem(PREFS_KEY) || '{}') || {}; } catch (e) { return {}; }
   }
+
+  $('dead-section').addEventListener('toggle', (e) => {
+    if (e.target.open && !query) deadOpenedByFilter = false;   // opened by hand: stays open
+  });
 
   const showModules = $('show-modules');
   showModules.checked = loadPrefs().modules !== false;
