@@ -5,7 +5,7 @@ CONFIG    ?= config.json
 MOSQUITTO ?= /usr/sbin/mosquitto
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install run test bench broker clean
+.PHONY: install run test bench broker test-tools clean
 
 install: $(VENV)/.installed broker
 
@@ -27,8 +27,19 @@ broker:
 run: install
 	contrib/run-dev.sh $(VENV) $(CONFIG)
 
-test: install
+test: install test-tools
 	$(VENV)/bin/pytest
+
+# the browser test drives Debian's Chromium; the TLS tests make certificates with openssl
+test-tools:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing for the tests"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
+	fi
 
 bench: install
 	$(PY) bench/run_all.py
