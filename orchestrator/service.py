@@ -66,6 +66,7 @@ class OrchestratorService(Service):
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
         self.handled = 0
+        self._message_counters: dict[tuple[str, str], Any] = {}
         self._turn: list[Effect] = []
         self._turn_call: Any = None
         self._outgoing: deque[tuple[list[Effect], Deferred[None] | None, int]] = deque()
@@ -143,13 +144,18 @@ class OrchestratorService(Service):
     def _count(self, topic: str, effects: list[Effect], seconds: float) -> None:
         metrics = self.metrics
         assert metrics is not None
-        route = self.core.topics.route(topic)
+        log_topic = self.core.topics.log
         outcome = "ok"
         for effect in effects:
-            if isinstance(effect, Publish) and effect.topic == self.core.topics.log:
+            if isinstance(effect, Publish) and effect.topic == log_topic:
                 outcome = "error"
                 metrics.errors.labels(effect.payload["data"]["desc"]).inc()
-        metrics.messages.labels(route.kind if route else "other", outcome).inc()
+        route = self.core.topics.route(topic)
+        key = (route.kind if route else "other", outcome)
+        counter = self._message_counters.get(key)
+        if counter is None:                # labels() costs a lock and a lookup: once per pair
+            counter = self._message_counters[key] = metrics.messages.labels(*key)
+        counter.inc()
         metrics.handler_seconds.observe(seconds)
 
     def broker_connected(self) -> None:
