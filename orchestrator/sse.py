@@ -1,7 +1,7 @@
 """Server-Sent Events for ``GET /api/events``: the event log, streamed to watchers.
 
 Each watcher is a cursor into the shared event log, not a buffer of its own:
-new events are written to every watcher once per reactor turn (one write per
+new events are written to every watcher once per 10 ms window (one write per
 watcher, however many events), a watcher whose connection is full is paused
 by Twisted (push producer) and catches up from the log when resumed, and one
 that fell out of the retained window gets a ``resync`` event instead of a gap.
@@ -120,7 +120,8 @@ class _Watcher:
 class EventStreams:
     """Every open ``/api/events`` connection, fed from one event log."""
 
-    def __init__(self, reactor: Any, events: EventLog, heartbeat: float = 15.0) -> None:
+    def __init__(self, reactor: Any, events: EventLog, heartbeat: float = 15.0,
+                 coalesce: float = 0.01) -> None:
         self._reactor = reactor
         self.log = events
         self.watchers: set[_Watcher] = set()
@@ -128,6 +129,10 @@ class EventStreams:
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._heartbeat_every = heartbeat
+        #: events are written to watchers at most this often: one write carries every
+        #: event of the window (100 watchers at 1,000 changes/s: writes per turn cost
+        #: 0.7 core; per 10 ms window, a fraction of that)
+        self._coalesce = coalesce
         events.listeners.append(self.wake)
 
     def start(self) -> None:
@@ -141,9 +146,9 @@ class EventStreams:
             watcher.request.finish()    # the only finish: Klein's Deferred never fires
 
     def wake(self) -> None:
-        """Something to send: do it at the end of this reactor turn, once."""
+        """Something to send: do it once, at the end of the coalescing window."""
         if self._call is None:
-            self._call = self._reactor.callLater(0, self._flush)
+            self._call = self._reactor.callLater(self._coalesce, self._flush)
 
     def _flush(self) -> None:
         self._call = None
