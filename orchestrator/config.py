@@ -85,9 +85,6 @@ class Config:
     events_retained: int = 10000
     events_retained_sec: float = 900.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
 
 _CHECKS: dict[str, _Check] = {
     "http": _STR,

@@ -44,9 +44,6 @@ class Metrics:
         self.fsync_seconds = Histogram("silverline_journal_fsync_seconds",
                                        "Time of one journal fsync (one batch or more)",
                                        buckets=SLOW, registry=r)
-        self.commit_seconds = Histogram("silverline_commit_seconds",
-                                        "From a batch written to it being durable",
-                                        buckets=SLOW, registry=r)
 
     def watch(self, read: Callable[[], Iterable[Metric]]) -> None:
         """Add current-value series, computed by ``read`` at every scrape."""

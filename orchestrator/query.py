@@ -39,8 +39,6 @@ class ListQuery:
     cursor: int = 0
     #: runtimes only: include each one's modules (false: a much smaller reply)
     children: bool = True
-    #: no parameters at all: the [compat] list shape
-    plain: bool = True
 
 
 def _one(args: Mapping[str, Sequence[str]], key: str) -> str | None:
@@ -91,8 +89,7 @@ def parse_query(args: Mapping[str, Sequence[str]], kind: str) -> ListQuery:
             raise QueryError("children", "true or false")
         children = text == "true"
     return ListQuery(statuses=statuses, parent=_one(args, "parent"), name=_one(args, "name"),
-                     api=_one(args, "api"), limit=limit, cursor=cursor, children=children,
-                     plain=not args)
+                     api=_one(args, "api"), limit=limit, cursor=cursor, children=children)
 
 
 def _parent_uuid(registry: Registry, q: str) -> str:

@@ -65,7 +65,6 @@ class OrchestratorService(Service):
         self.publisher: Publisher | None = None
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
-        self.handled = 0
         self._message_counters: dict[tuple[str, str], Any] = {}
         self._turn: list[Effect] = []
         self._turn_call: Any = None
@@ -134,7 +133,6 @@ class OrchestratorService(Service):
     def message_received(self, topic: str, payload: bytes) -> None:
         if not self._accepting:
             return
-        self.handled += 1
         started = time.perf_counter()
         effects = self.core.handle(topic, payload, self._reactor.seconds())
         if self.metrics is not None:
