@@ -5,7 +5,7 @@ CONFIG    ?= config.json
 MOSQUITTO ?= /usr/sbin/mosquitto
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install run test bench broker test-tools clean
+.PHONY: install run test test-unit bench broker test-tools clean
 
 install: $(VENV)/.installed broker
 
@@ -29,6 +29,10 @@ run: install
 
 test: install test-tools
 	$(VENV)/bin/pytest
+
+# the pure core and the adapters on task.Clock: no broker, no subprocess; seconds
+test-unit: install
+	$(VENV)/bin/pytest tests/unit
 
 # the browser test drives Debian's Chromium; the TLS tests make certificates with openssl
 test-tools:

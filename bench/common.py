@@ -13,8 +13,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.model import Module, Runtime  # noqa: E402
-from orchestrator.registry import Registry  # noqa: E402
+from orchestrator.core.model import Module, Runtime  # noqa: E402
+from orchestrator.core.registry import Registry  # noqa: E402
 
 
 def populate(registry: Registry, runtimes: int, modules: int, now: float | None = None) -> None:

@@ -32,10 +32,10 @@ from common import ROOT, percentile, populate, report
 from twisted.internet import defer, reactor, task
 
 from orchestrator.config import Config
-from orchestrator.protocol import Orchestrator
-from orchestrator.registry import Registry
+from orchestrator.core.protocol import Orchestrator
+from orchestrator.core.registry import Registry
 from orchestrator.service import OrchestratorService
-from orchestrator.store import Store
+from orchestrator.adapters.store import Store
 
 
 def free_port() -> int:

@@ -26,10 +26,10 @@ from common import percentile, populate, report
 from twisted.internet import defer, reactor, task
 
 from orchestrator.config import Config
-from orchestrator.model import api_set
-from orchestrator.protocol import Orchestrator
+from orchestrator.core.model import api_set
+from orchestrator.core.protocol import Orchestrator
 from orchestrator.service import OrchestratorService
-from orchestrator.store import Store
+from orchestrator.adapters.store import Store
 
 WASM = frozenset({"wasm", "wasi"})
 

@@ -18,12 +18,12 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .effects import Effect, Event, Publish
-from .events import EventLog
-from .metrics import Metrics
-from .model import compact_json
-from .protocol import Orchestrator
-from .store import LoadReport, Store
+from .core.effects import Effect, Event, Publish
+from .core.events import EventLog
+from .adapters.metrics import Metrics
+from .core.model import compact_json
+from .core.protocol import Orchestrator
+from .adapters.store import LoadReport, Store
 
 __all__ = ["OrchestratorService", "Publisher"]
 

@@ -17,16 +17,16 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from .config import Config, ConfigError, load_config
-from .events import EventLog
-from .logfile import LogFileService, NotifyReady
-from .metrics import Metrics, state_series
-from .model import Runtime
-from .mqtt import MQTTService, build_client
-from .protocol import Orchestrator
+from .core.events import EventLog
+from .adapters.logfile import LogFileService, NotifyReady
+from .adapters.metrics import Metrics, state_series
+from .core.model import Runtime
+from .adapters.mqtt import MQTTService, build_client
+from .core.protocol import Orchestrator
 from .service import OrchestratorService
-from .sse import EventStreams, event_renderer
-from .store import Store
-from .web import RestApi
+from .adapters.sse import EventStreams, event_renderer
+from .adapters.store import Store
+from .adapters.web import RestApi
 
 __all__ = ["Options", "makeService", "build"]
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.config import Config
-from orchestrator.effects import Event, Publish
-from orchestrator.protocol import Orchestrator
+from orchestrator.core.effects import Event, Publish
+from orchestrator.core.protocol import Orchestrator
 
 RT1 = "11111111-1111-4111-8111-111111111111"
 RT2 = "22222222-2222-4222-8222-222222222222"

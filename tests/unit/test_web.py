@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 
-from orchestrator.web import RestApi
+from orchestrator.adapters.web import RestApi
 from tests.support.harness import RT1, RT2, Harness
 
 M1 = "54c0d836-a23f-4ef7-8c64-4b6f5082b7a7"

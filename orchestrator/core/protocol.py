@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from .config import Config
+from ..config import Config
 from .effects import Effect, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .fields import Fields, check_ident, module_fields, runtime_fields

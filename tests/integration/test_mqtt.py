@@ -13,7 +13,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import globalLogPublisher
 
 from orchestrator.config import Config
-from orchestrator.mqtt import MQTTService, build_client
+from orchestrator.adapters.mqtt import MQTTService, build_client
 from tests.support.broker import Mosquitto, free_port
 from tests.support.peer import Peer
 from tests.support.twisted import eventually, within

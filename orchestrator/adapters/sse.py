@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from .events import EventLog, Gap, StoredEvent
+from ..core.events import EventLog, Gap, StoredEvent
 
 __all__ = ["EventStreams", "EVENT_TYPES", "parse_types", "event_renderer"]
 
@@ -190,7 +190,7 @@ class EventStreams:
 
 def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
     """How an event looks on the wire: its id, type, time and the object's detail."""
-    from .model import Runtime, compact_json, iso
+    from ..core.model import Runtime, compact_json, iso
 
     def render(stored: StoredEvent) -> bytes:
         record = stored.event.record

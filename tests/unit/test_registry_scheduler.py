@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set
-from orchestrator.registry import Registry, canonical_uuid
-from orchestrator.scheduler import Scheduler
+from orchestrator.core.model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set
+from orchestrator.core.registry import Registry, canonical_uuid
+from orchestrator.core.scheduler import Scheduler
 
 U = "43a664a6-5c99-4b08-9d00-eeabc0d1f7f7"
 

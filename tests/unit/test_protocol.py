@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.model import ModuleStatus
+from orchestrator.core.model import ModuleStatus
 from tests.support.harness import RT1, RT2, Harness, errors, on
 
 M1 = "b241e483-0000-4000-8000-000000000001"

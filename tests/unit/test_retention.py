@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.model import ModuleStatus
+from orchestrator.core.model import ModuleStatus
 from tests.support.harness import RT1, RT2, Harness
 
 DAY = 86400.0

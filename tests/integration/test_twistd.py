@@ -17,7 +17,7 @@ from tests.support.app import http_get
 from tests.support.broker import Mosquitto, free_port
 from tests.support.twisted import eventually, within
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RT = "43a664a6-5c99-4b08-9d00-eeabc0d1f7f7"
 R = "realm/proc"
 

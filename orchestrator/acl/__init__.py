@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .config import ConfigError, load_config
-from .fields import MAX_IDENT
-from .registry import canonical_uuid
+from ..config import ConfigError, load_config
+from ..core.fields import MAX_IDENT
+from ..core.registry import canonical_uuid
 
 __all__ = ["AclError", "Identity", "ORCHESTRATOR", "RUNTIME", "MANAGER", "CLIENT", "MONITOR",
            "check_name", "check_realm", "check_identities", "topic_rules", "build_acl",
@@ -479,6 +479,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Install the first two on the broker and reload it (SIGHUP / systemctl reload mosquitto).")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

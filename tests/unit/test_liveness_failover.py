@@ -10,10 +10,10 @@ import pytest
 from twisted.internet.task import Clock
 
 from orchestrator.config import Config
-from orchestrator.model import ModuleStatus
-from orchestrator.protocol import Orchestrator
+from orchestrator.core.model import ModuleStatus
+from orchestrator.core.protocol import Orchestrator
 from orchestrator.service import OrchestratorService
-from orchestrator.store import Store
+from orchestrator.adapters.store import Store
 from tests.support.harness import RT1, RT2, RT3, Harness, on
 
 KA = 5.0          # ka_interval_sec

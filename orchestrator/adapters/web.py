@@ -21,10 +21,10 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, NotFound
 
 from .metrics import Metrics
-from .model import ModuleStatus, Runtime, compact_json
+from ..core.model import ModuleStatus, Runtime, compact_json
 from .openapi import openapi_document
-from .protocol import Orchestrator
-from .query import QueryError, parse_query, select
+from ..core.protocol import Orchestrator
+from ..core.query import QueryError, parse_query, select
 from .sse import EventStreams, parse_types
 
 __all__ = ["RestApi", "json_body", "STATIC_DIR"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .model import ModuleStatus, RuntimeStatus
-from .query import MAX_LIMIT
+from ..core.model import ModuleStatus, RuntimeStatus
+from ..core.query import MAX_LIMIT
 
 __all__ = ["openapi_document"]
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.broker import Mosquitto
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 
 

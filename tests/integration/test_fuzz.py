@@ -19,14 +19,14 @@ import pytest_twisted
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.model import Module, Runtime
-from orchestrator.protocol import PENDING_ACKS
+from orchestrator.core.model import Module, Runtime
+from orchestrator.core.protocol import PENDING_ACKS
 from tests.support.app import App, make_config
 from tests.support.broker import Mosquitto
 from tests.support.harness import Harness
 from tests.support.peer import Peer
 from tests.support.twisted import within
-from tests.test_protocol_properties import TOPICS, VALID, json_values, mutated
+from tests.unit.test_protocol_properties import TOPICS, VALID, json_values, mutated
 
 R = "realm/proc"
 
@@ -130,7 +130,7 @@ async def test_generated_payloads_through_a_real_broker(reactor: Any, broker: Mo
 def test_rest_has_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
     """Property-based REST requests generated from /api/openapi.json: no 5xx, ever."""
     pytest.importorskip("schemathesis")
-    script = Path(__file__).with_name("support") / "rest_fuzz.py"
+    script = Path(__file__).parents[1] / "support" / "rest_fuzz.py"
     result = subprocess.run([sys.executable, str(script), str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+import treq
 
 from tests.support.app import App, make_config
 from tests.support.broker import Mosquitto
@@ -175,3 +176,13 @@ async def test_mqtt_311_mode_ignores_its_own_publishes(reactor: Any, broker: Mos
         assert len(runtime.on(f"{R}/control/{RT}")) == 1
     finally:
         await app.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_service_tree_exposes_at_least_15_series(app: Any) -> None:
+    response = await treq.get(app.url + "/metrics")
+    text = (await response.content()).decode()
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert len(families) >= 15, sorted(families)
+    assert {"silverline_broker_connected", "silverline_broker_reconnects_total",
+            "silverline_sse_watchers", "silverline_journal_fsync_seconds"} <= families

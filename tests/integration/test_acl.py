@@ -38,7 +38,7 @@ from tests.support.broker import Mosquitto, free_port
 from tests.support.peer import Peer
 from tests.support.twisted import within
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib" / "mosquitto"
 R = "realm/proc"
 A = "aaaaaaaa-0000-4000-8000-00000000000a"

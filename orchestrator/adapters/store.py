@@ -32,9 +32,9 @@ from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compact_json, module_row,
+from ..core.model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compact_json, module_row,
                     row_reader, runtime_row)
-from .registry import Record, Registry
+from ..core.registry import Record, Registry
 
 __all__ = ["Store", "LoadReport", "SCHEMA", "atomic_write"]
 

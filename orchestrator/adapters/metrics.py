@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .model import ModuleStatus, RuntimeStatus
+from ..core.model import ModuleStatus, RuntimeStatus
 
 __all__ = ["Metrics"]
 

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.threadable import isInIOThread
 from zope.interface import implementer
 
-from .config import Config, read_password
+from ..config import Config, read_password
 
 __all__ = ["MQTTService", "build_client", "default_client_id"]
 

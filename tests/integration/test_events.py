@@ -12,11 +12,11 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
 from twisted.web.server import Site
 
-from orchestrator.effects import Event
-from orchestrator.events import EventLog, Gap
-from orchestrator.model import Module
-from orchestrator.sse import EventStreams, event_renderer
-from orchestrator.web import RestApi
+from orchestrator.core.effects import Event
+from orchestrator.core.events import EventLog, Gap
+from orchestrator.core.model import Module
+from orchestrator.adapters.sse import EventStreams, event_renderer
+from orchestrator.adapters.web import RestApi
 from tests.support.app import App
 from tests.support.harness import RT1, Harness
 from tests.support.sse import connect

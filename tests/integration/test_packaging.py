@@ -10,7 +10,7 @@ from pathlib import Path
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plugin_is_discoverable() -> None:

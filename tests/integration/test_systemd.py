@@ -30,7 +30,7 @@ from tests.support.app import http_get
 from tests.support.broker import Mosquitto, free_port
 from tests.support.twisted import within
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "contrib" / "systemd" / "silverline.service"
 VENV_BIN = Path(sys.executable).parent
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -229,7 +229,7 @@ def test_ready_is_the_last_service_started(tmp_path: Path) -> None:
     from twisted.internet import reactor
 
     from orchestrator.config import Config
-    from orchestrator.logfile import NotifyReady
+    from orchestrator.adapters.logfile import NotifyReady
     from orchestrator.tap import build
 
     config = replace(Config(), state_dir=str(tmp_path / "state"), mqtt_username=None,

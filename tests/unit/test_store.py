@@ -11,9 +11,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from orchestrator.model import Module, ModuleStatus, Runtime
-from orchestrator.registry import Registry
-from orchestrator.store import Store, decode_line, encode_line
+from orchestrator.core.model import Module, ModuleStatus, Runtime
+from orchestrator.core.registry import Registry
+from orchestrator.adapters.store import Store, decode_line, encode_line
 from tests.support.twisted import within
 
 RT = "11111111-1111-4111-8111-111111111111"
@@ -110,7 +110,7 @@ async def test_snapshot_then_journal_then_corrupt_snapshot_falls_back(tmp_path: 
 @pytest_twisted.ensureDeferred
 @within(20)
 async def test_fuzzy_snapshot_with_changes_during_it(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("orchestrator.store.CHUNK", 7)
+    monkeypatch.setattr("orchestrator.adapters.store.CHUNK", 7)
     store, registry = load(tmp_path)
     fill(registry, 100)
     await commit(store, registry)
