@@ -3,7 +3,7 @@
     .venv/bin/python bench/load.py --port 1883 --runtimes 500 --modules 20000 --window 100 \\
         [--target orchestrator --http-port 8000 --rest-at 10000 --watch orchestrator=PID]
 
-It speaks only the wire protocol (protocol.md), so the same run can be
+It speaks only the wire protocol (docs/protocol.md), so the same run can be
 pointed at ``bench/floor.py`` or at the real orchestrator; ``bench/perf.py``
 does both back to back and compares them. One run:
 

@@ -45,7 +45,7 @@ _POS_NUM: _Check = (lambda v: _is_number(v) and v > 0, "a positive number")
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Settings of one orchestrator process (see protocol.md section 9)."""
+    """Settings of one orchestrator process (the README lists every key)."""
 
     # [compat] keys of the Django original
     http: str = "localhost"

@@ -1,4 +1,4 @@
-"""The read-only REST API (protocol.md section 8), served by Klein.
+"""The read-only REST API (docs/protocol.md 16, the README), served by Klein.
 
 Handlers read the registry directly: same thread as the protocol core, so no
 copies and no locks. They decide nothing; shapes come from the records and

@@ -1,7 +1,7 @@
 """Turning payload bytes into a checked envelope, or into a protocol error.
 
 Every way a payload can be wrong ends here as a :class:`ProtocolError` whose
-``desc`` and ``data`` are the [compat] error of protocol.md section 5.
+``desc`` and ``data`` are the [compat] error of docs/protocol.md section 9.
 """
 
 from __future__ import annotations

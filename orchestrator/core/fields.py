@@ -141,7 +141,7 @@ class Fields:
 
 
 def runtime_fields(f: Fields, default_max_nmodules: int) -> dict[str, Any]:
-    """Registration fields (protocol.md 4.1), defaults applied; ``f.given`` has the sent ones."""
+    """Registration fields (docs/protocol.md 5.1), defaults applied; ``f.given`` has the sent ones."""
     return {
         "name": f.text("name", "runtime"),
         "apis": f.listish("apis", ("wasm", "wasi"), of_strings=True),
@@ -156,7 +156,7 @@ def runtime_fields(f: Fields, default_max_nmodules: int) -> dict[str, Any]:
 
 
 def module_fields(f: Fields) -> dict[str, Any]:
-    """Module create fields (protocol.md 4.3), defaults applied; parent is read elsewhere."""
+    """Module create fields (docs/protocol.md 7.1), defaults applied; parent is read elsewhere."""
     return {
         "name": f.text("name", "module"),
         "filename": f.text("filename", ""),

@@ -1,4 +1,4 @@
-"""Keepalive bookkeeping and dead verdicts (protocol.md 7.4), as pure logic.
+"""Keepalive bookkeeping and dead verdicts (docs/protocol.md 10.1), as pure logic.
 
 A runtime is judged by keepalives only once it has sent two: from then on
 it may be silent for ``keepalive_misses`` times the longer of the advertised

@@ -42,7 +42,7 @@ class ModuleStatus:
     IN_USE = frozenset((QUEUED, ALIVE, EXITING, KILLED))
 
 
-#: keys whose string values are JSON in disguise on the wire (protocol.md 4.1)
+#: keys whose string values are JSON in disguise on the wire (docs/protocol.md 4)
 WIRE_JSON_KEYS = frozenset(("apis", "args", "env", "channels", "peripherals", "aot_target"))
 
 
@@ -143,7 +143,7 @@ class Runtime:
 
     # -- shapes ---------------------------------------------------------
     def wire(self) -> dict[str, Any]:
-        """The ``details`` of a registration or deletion reply (protocol.md 4.1)."""
+        """The ``details`` of a registration or deletion reply (docs/protocol.md 5.1, 5.3)."""
         return _wire({
             "uuid": self.uuid, "name": self.name, "apis": self.apis,
             "runtime_type": self.runtime_type, "ka_interval_sec": self.ka_interval_sec,
@@ -215,7 +215,7 @@ class Module:
 
     # -- shapes ---------------------------------------------------------
     def wire(self) -> dict[str, Any]:
-        """The ``data`` of a forwarded create (protocol.md 4.3) [compat]."""
+        """The ``data`` of a forwarded create (docs/protocol.md 5.7) [compat]."""
         return _wire({
             "type": "module", "uuid": self.uuid, "name": self.name,
             "parent": self.parent, "filename": self.filename,

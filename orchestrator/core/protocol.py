@@ -88,7 +88,7 @@ class Orchestrator:
         return out.effects
 
     def sweep(self, now: float) -> list[Effect]:
-        """Declare dead the runtimes whose keepalives stopped (protocol.md 7.4)."""
+        """Declare dead the runtimes whose keepalives stopped (docs/protocol.md 10.1)."""
         out = Outbox(self.topics, self.new_id)
         for uuid in self.liveness.overdue(now):
             runtime = self.registry.runtimes.get(uuid)

@@ -1,4 +1,4 @@
-"""Filtered, paged lists of runtimes and modules (protocol.md 8.6), as pure logic.
+"""Filtered, paged lists of runtimes and modules (README "Filters and pages"), as pure logic.
 
 Items come in creation order (serial), and a cursor is the serial of the last
 item of a page: new objects always get higher serials, so pages stay stable

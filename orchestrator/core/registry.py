@@ -312,7 +312,7 @@ class Registry:
         return None
 
     def lookup_runtime(self, q: str) -> Runtime | None:
-        """REST lookup (protocol.md 8.5): uuid, newest alive name, alive uuid suffix."""
+        """REST lookup (docs/protocol.md 16): uuid, newest alive name, alive uuid suffix."""
         return (self.runtime_by_uuid(q) or self.newest_alive_runtime_named(q)
                 or _by_suffix(self.alive_runtimes(), q))
 

@@ -1,4 +1,4 @@
-"""Placement (protocol.md 7.1) and the capacity queue (7.2).
+"""Placement (docs/protocol.md 11.1) and the capacity queue (11.2).
 
 Both are indexes derived from the registry and kept current as registry
 observers, so a request that is rolled back leaves them right too. Placement

@@ -1,4 +1,4 @@
-"""The MQTT topics of one realm (protocol.md section 2)."""
+"""The MQTT topics of one realm (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

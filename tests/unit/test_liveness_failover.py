@@ -1,4 +1,4 @@
-"""Liveness verdicts, failover, the capacity queue (protocol.md section 7), clock-driven."""
+"""Liveness verdicts, failover, the capacity queue (docs/protocol.md 10-11), clock-driven."""
 
 from __future__ import annotations
 

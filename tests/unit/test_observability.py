@@ -1,4 +1,4 @@
-"""Filters, paging, health, metrics, OpenAPI and the token gate (protocol.md 8.6)."""
+"""Filters, paging, health, metrics, OpenAPI and the token gate (README "REST interface")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The message handling of protocol.md sections 2-5, on the pure core."""
+"""The message handling of docs/protocol.md sections 3-9, on the pure core."""
 
 from __future__ import annotations
 

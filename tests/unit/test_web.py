@@ -1,4 +1,4 @@
-"""The REST API (protocol.md 8.1-8.5) in memory, through StubTreq."""
+"""The REST API (docs/protocol.md 16) in memory, through StubTreq."""
 
 from __future__ import annotations
 
