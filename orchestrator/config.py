@@ -71,6 +71,7 @@ class Config:
     # behaviour
     ka_interval_sec: int = 5
     keepalive_misses: int = 3
+    revive_after_sec: float = 2.0
     max_nmodules: int = 100
     scheduler: str = "least_loaded"
     max_payload_bytes: int = 262144
@@ -108,6 +109,7 @@ _CHECKS: dict[str, _Check] = {
     "publish_buffer": _POS_INT,
     "ka_interval_sec": _POS_INT,
     "keepalive_misses": _POS_INT,
+    "revive_after_sec": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "max_nmodules": _NONNEG_INT,
     "scheduler": (lambda v: v in ("least_loaded", "round_robin"), '"least_loaded" or "round_robin"'),
     "max_payload_bytes": (lambda v: _is_int(v) and v >= 1024, "an integer >= 1024"),

@@ -78,7 +78,7 @@ SCHEMAS: dict[str, Any] = {
                   {"reasons": {"type": "array", "items": {"type": "string"}}}),
     "Event": _obj({"id": {"type": "integer"}, "type": {"type": "string"}, "time": TIME}, {
         "runtime": _obj(RUNTIME_FIELDS), "module": _ref("ModuleDetail"),
-        "reason": {"type": "string", "description": "runtime.dead: why"},
+        "reason": {"type": "string", "description": "runtime.dead: why; runtime.revived: the verdict undone"},
         "was": {"type": "string", "description": "runtime.reregistered: status before"},
         "previous": {"type": "string", "description": "module.rescheduled: old runtime"}}),
 }

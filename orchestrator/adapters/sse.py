@@ -27,10 +27,11 @@ __all__ = ["EventStreams", "EVENT_TYPES", "parse_types", "event_renderer"]
 log = Logger()
 
 EVENT_TYPES = (
-    "runtime.registered", "runtime.reregistered", "runtime.dead", "runtime.dropped",
+    "runtime.registered", "runtime.reregistered", "runtime.dead", "runtime.revived",
+    "runtime.dropped",
     "module.created", "module.queued", "module.started", "module.respawned",
     "module.rescheduled", "module.acked", "module.exiting", "module.exited",
-    "module.killed", "module.deleted", "module.dropped",
+    "module.killed", "module.revived", "module.deleted", "module.dropped",
 )
 #: events written to one watcher per turn at most (a far-behind watcher catches up in steps)
 STEP = 1000

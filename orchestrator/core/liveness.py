@@ -9,6 +9,11 @@ While the orchestrator's own broker link is down nobody is judged, and after
 it comes back every runtime gets one full grace period, so our outage is
 never mistaken for the fleet's. Deadlines sit in one heap that a periodic
 sweep pops; there is no timer per runtime.
+
+It also remembers what the revival rules need (README "Liveness"): the
+keepalive history of dead runtimes (a revived runtime keeps its rhythm), and
+the last wills still owed by the old connections of runtimes that registered
+again without dying in between.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ __all__ = ["Liveness"]
 
 #: how many recent keepalive gaps make up a runtime's "rhythm"
 GAPS_KEPT = 4
+#: longest gap that counts towards a rhythm (a revival after days of death must
+#: not excuse days of silence afterwards)
+MAX_GAP = 3600.0
+#: old connections' wills remembered per runtime (each re-registration while alive owes one)
+MAX_OWED_WILLS = 4
 
 
 @dataclass(slots=True)
@@ -45,26 +55,38 @@ class Liveness:
         self._deadlines: list[tuple[float, str]] = []
         self._bus_up = False
         self._bus_up_since = 0.0
-        self._last_seen_of_dead: dict[str, float] = {}
+        self._tracks_of_dead: dict[str, _Track] = {}
+        #: runtime uuid -> wills its earlier connections may still fire
+        self._owed_wills: dict[str, int] = {}
 
     # -- registry observer: start tracking alive runtimes, forget dead ones --
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
         if new is not None and new.alive:
             if old is None or not old.alive or old.registered_at != new.registered_at:
+                dead_track = self._tracks_of_dead.pop(new.uuid, None)
+                if old is not None and not old.alive and old.registered_at == new.registered_at:
+                    # revived, not registered: it keeps its history and rhythm
+                    self._tracks[new.uuid] = dead_track or _Track(last_seen=new.registered_at)
+                    return
                 self._tracks[new.uuid] = _Track(last_seen=new.registered_at)
-                self._last_seen_of_dead.pop(new.uuid, None)
+            if old is not None and old.alive and old.registered_at != new.registered_at:
+                # registered again without dying: the old connection's will is still owed
+                owed = self._owed_wills.get(new.uuid, 0)
+                self._owed_wills[new.uuid] = min(owed + 1, MAX_OWED_WILLS)
         elif old is not None:
+            self._owed_wills.pop(old.uuid, None)
             track = self._tracks.pop(old.uuid, None)
             if track is not None and new is not None:
-                self._last_seen_of_dead[new.uuid] = track.last_seen
+                self._tracks_of_dead[new.uuid] = track
             elif new is None:
-                self._last_seen_of_dead.pop(old.uuid, None)
+                self._tracks_of_dead.pop(old.uuid, None)
 
     def module_changed(self, old: Module | None, new: Module | None) -> None:
         pass
 
     def reset(self) -> None:
-        self._tracks, self._deadlines, self._last_seen_of_dead = {}, [], {}
+        self._tracks, self._deadlines, self._tracks_of_dead = {}, [], {}
+        self._owed_wills = {}
         for runtime in self._runtimes():
             if runtime.alive:
                 self._tracks[runtime.uuid] = _Track(last_seen=runtime.registered_at)
@@ -75,13 +97,34 @@ class Liveness:
         if track is None:
             return
         if track.keepalives:
-            track.gaps.append(max(0.0, now - track.last_seen))
+            track.gaps.append(min(max(0.0, now - track.last_seen), MAX_GAP))
         track.last_seen = max(track.last_seen, now)
         track.keepalives += 1
         if track.keepalives >= 2:
             heapq.heappush(self._deadlines, (self._deadline(track), uuid))
             if len(self._deadlines) > 4 * len(self._tracks) + 1024:
                 self._compact()
+
+    def take_stale_will(self, uuid: str) -> bool:
+        """Is a delete for this alive runtime the late will of an old connection?
+
+        Yes when it registered again without dying in between (so a will is
+        owed) and has since been judged by keepalives (two or more since that
+        registration): its deadline then still catches a real death. Consumes
+        one owed will.
+        """
+        owed = self._owed_wills.get(uuid, 0)
+        track = self._tracks.get(uuid)
+        if not owed or track is None or track.keepalives < 2:
+            return False
+        if owed > 1:
+            self._owed_wills[uuid] = owed - 1
+        else:
+            del self._owed_wills[uuid]
+        return True
+
+    def owed_wills(self, uuid: str) -> int:
+        return self._owed_wills.get(uuid, 0)
 
     def bus_up(self, now: float) -> None:
         """Our broker link is (back) up: everyone gets a full period from now."""
@@ -93,7 +136,9 @@ class Liveness:
     # -- reads --------------------------------------------------------------------
     def last_seen(self, uuid: str) -> float | None:
         track = self._tracks.get(uuid)
-        return track.last_seen if track is not None else self._last_seen_of_dead.get(uuid)
+        if track is None:
+            track = self._tracks_of_dead.get(uuid)
+        return track.last_seen if track is not None else None
 
     def judged(self) -> int:
         """How many runtimes are judged by keepalives (the rest by their will)."""

@@ -203,7 +203,13 @@ class Orchestrator:
         if runtime is None:
             raise ProtocolError("invalid Runtime UUID", uuid)
         if runtime.alive:
-            runtime = self._runtime_died(runtime, "delete", out, now)
+            if self.liveness.take_stale_will(runtime.uuid):
+                self.log.info("delete for runtime {uuid} ({name}) taken as the late last will "
+                              "of a connection it replaced: it registered again since and "
+                              "keeps sending keepalives, so it stays alive",
+                              uuid=runtime.uuid, name=runtime.name)
+            else:
+                runtime = self._runtime_died(runtime, "delete", out, now)
         out.reply(topic, env.object_id, runtime.wire())
 
     def _manager(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float,
@@ -254,24 +260,62 @@ class Orchestrator:
         uuid = check_ident(f.required_text("uuid"), "data/uuid")
         uuid = self._topic_identity(route, uuid)
         assert uuid is not None
-        children = env.data.get("children", [])
-        if not isinstance(children, list):
+        children = env.data.get("children")        # absent: no claim about its modules
+        if children is not None and not isinstance(children, list):
             raise invalid("data/children", "list")
         runtime = self.registry.runtime_by_uuid(uuid)
         if runtime is None:
             self.log.info("keepalive from unknown runtime {uuid}; waiting for it to register",
                           uuid=uuid)
             return
-        if runtime.alive:
-            self.liveness.keepalive(runtime.uuid, now)
-        # A module that was moved away must not run twice: tell this runtime to stop it.
+        revived = not runtime.alive
+        if revived:
+            if now - runtime.changed_at < self.config.revive_after_sec:
+                # sent before its goodbye and overtaken by it: not a sign of life
+                self.log.debug("keepalive from {uuid}, dead for {s:.3f}s: ignored as sent "
+                               "before its death", uuid=uuid, s=now - runtime.changed_at)
+                return
+            runtime = self._revive(runtime, out, now)
+        self.liveness.keepalive(runtime.uuid, now)
+        if children is not None:
+            self._reconcile(runtime, children, out, now)
+        if revived:
+            self._fill(runtime, out, now)
+
+    def _revive(self, runtime: Runtime, out: Outbox, now: float) -> Runtime:
+        """A dead runtime is heard again: the verdict was wrong, undo it."""
+        reason = runtime.dead_reason
+        self.log.warn("runtime {uuid} ({name}), dead ({reason}) for {s:.1f}s, sends keepalives: "
+                      "alive again", uuid=runtime.uuid, name=runtime.name, reason=reason,
+                      s=now - runtime.changed_at)
+        alive = self.registry.put_runtime(evolve(
+            runtime, status=RuntimeStatus.ALIVE, dead_reason=None, changed_at=now))
+        out.notify("revived", {"type": "runtime", "uuid": alive.uuid, "name": alive.name,
+                               "dead_reason": reason})
+        out.event("runtime.revived", alive, reason=reason)
+        return alive
+
+    def _reconcile(self, runtime: Runtime, children: list[Any], out: Outbox,
+                   now: float) -> None:
+        """What a keepalive says the runtime runs, against what we assigned it.
+
+        Ours and killed by a wrong death verdict: alive again (it never stopped;
+        nothing is sent). Moved elsewhere: it must not run twice, so this runtime
+        is told to stop its copy. Anything else listed is left alone.
+        """
         for child in children:
             child_uuid = child.get("uuid") if isinstance(child, dict) else None
             module = (self.registry.module_by_uuid(child_uuid)
                       if isinstance(child_uuid, str) else None)
-            if module is not None and module.parent != runtime.uuid:
+            if module is None:
+                continue
+            if module.parent != runtime.uuid:
                 out.request(self.topics.control_for(runtime.uuid), "delete",
                             {"type": "module", "uuid": module.uuid})
+            elif module.status == ModuleStatus.KILLED:
+                back = self.registry.put_module(evolve(
+                    module, status=ModuleStatus.ALIVE, changed_at=now))
+                out.event("module.revived", back)
 
     # -- modules -----------------------------------------------------------------
     def _resolve_parent(self, data: dict[str, Any]) -> Runtime | None:

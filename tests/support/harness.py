@@ -67,9 +67,32 @@ class Harness:
 
     def keepalive(self, uuid: str = RT1, topic: str = "keepalive",
                   children: list[Any] | None = None) -> list[Publish]:
+        """A keepalive; without ``children`` the key is left out (no claim about modules)."""
+        data: dict[str, Any] = {"type": "runtime", "uuid": uuid}
+        if children is not None:
+            data["children"] = children
         return self.send(topic, {"object_id": "ka", "action": "update", "type": "arts_req",
-                                 "data": {"type": "runtime", "uuid": uuid,
-                                          "children": children or []}})
+                                 "data": data})
+
+    def run_for(self, seconds: float, keepalive_every: dict[str, float] | None = None
+                ) -> list[tuple[float, dict[str, Any]]]:
+        """Advance 0.1 s at a time, send keepalives on schedule, sweep every second;
+        the ``dead`` notifications with the time they went out."""
+        verdicts = []
+        keepalive_every = keepalive_every or {}
+        last_sent = {uuid: self.now for uuid in keepalive_every}
+        end, next_sweep = self.now + seconds, self.now + 1.0
+        while self.now < end:
+            self.now = round(self.now + 0.1, 6)
+            for uuid, every in keepalive_every.items():
+                if self.now - last_sent[uuid] >= every:
+                    self.keepalive(uuid)
+                    last_sent[uuid] = self.now
+            if self.now >= next_sweep:
+                next_sweep += 1.0
+                verdicts += [(self.now, n) for n in on(self.sweep(), "notif")
+                             if n["action"] == "dead"]
+        return verdicts
 
 
 def on(published: list[Publish], topic: str) -> list[dict[str, Any]]:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from twisted.internet.task import Clock
 
-from orchestrator.config import Config
 from orchestrator.core.model import ModuleStatus
-from orchestrator.core.protocol import Orchestrator
-from orchestrator.service import OrchestratorService
-from orchestrator.adapters.store import Store
+from tests.support.clocked import ClockedService
 from tests.support.harness import RT1, RT2, RT3, Harness, on
 
 KA = 5.0          # ka_interval_sec
@@ -29,21 +23,7 @@ def h() -> Harness:
 
 def run_for(h: Harness, seconds: float, keepalive_every: dict[str, float] | None = None
             ) -> list[tuple[float, dict]]:
-    """Advance 0.1 s at a time; send keepalives on schedule; sweep every second."""
-    verdicts = []
-    keepalive_every = keepalive_every or {}
-    last_sent = {uuid: h.now for uuid in keepalive_every}
-    end, next_sweep = h.now + seconds, h.now + 1.0
-    while h.now < end:
-        h.now = round(h.now + 0.1, 6)
-        for uuid, every in keepalive_every.items():
-            if h.now - last_sent[uuid] >= every:
-                h.keepalive(uuid)
-                last_sent[uuid] = h.now
-        if h.now >= next_sweep:
-            next_sweep += 1.0
-            verdicts += [(h.now, n) for n in on(h.sweep(), "notif") if n["action"] == "dead"]
-    return verdicts
+    return h.run_for(seconds, keepalive_every)
 
 
 def test_hung_runtime_is_declared_dead_within_the_bound(h: Harness) -> None:
@@ -217,37 +197,18 @@ def test_manager_will_kills_its_runtimes(h: Harness) -> None:
 
 
 # -- the service's sweep, driven by a fake clock -------------------------------------------
-class Published(list):
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.append((topic, json.loads(payload)))
-
-
 def test_service_sweeps_on_the_injected_clock(tmp_path: Path) -> None:
-    clock = Clock()
-    clock.advance(1_000_000)
-    config = replace(Config(), state_dir=str(tmp_path), journal_fsync=False)
-    svc = OrchestratorService(clock, Orchestrator(config), Store(clock, str(tmp_path), False))
-    published = Published()
-    svc.publisher = published
-    svc.startService()
-    svc.broker_connected()
-
-    def message(topic: str, doc: dict) -> None:
-        svc.message_received(topic, json.dumps(doc).encode())
-        clock.advance(0)                                    # end of the reactor turn
-
-    message("realm/proc/reg", {"object_id": "r", "action": "create", "type": "arts_req",
-                               "data": {"uuid": RT1}})
+    service = ClockedService(tmp_path)
+    clock, published = service.clock, service.published
+    service.message("realm/proc/reg", {"object_id": "r", "action": "create", "type": "arts_req",
+                                       "data": {"uuid": RT1}})
     for _ in range(3):
         clock.advance(5)
-        message("realm/proc/keepalive", {"object_id": "k", "action": "update",
-                                         "type": "arts_req", "data": {"uuid": RT1}})
+        service.message("realm/proc/keepalive", {"object_id": "k", "action": "update",
+                                                 "type": "arts_req", "data": {"uuid": RT1}})
     silent_since = clock.seconds()
     while not any(p[1].get("action") == "dead" for p in published):
         clock.advance(0.5)
         assert clock.seconds() - silent_since <= 3 * 5 + 1
     assert clock.seconds() - silent_since >= 3 * 5
-    svc._sweep.stop()
-    svc._snapshot_timer.stop()
-    svc._prune.stop()
-    svc.store.close()
+    service.stop()

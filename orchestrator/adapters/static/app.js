@@ -905,6 +905,8 @@
       case 'runtime.reregistered':
         return ['good', [rtSelf, ev.was === 'dead' ? ' is back (registered again)' : ' registered again']];
       case 'runtime.dead': return ['bad', [rtSelf, ' died' + (ev.reason ? ': ' + ev.reason : '')]];
+      case 'runtime.revived':
+        return ['good', [rtSelf, ' alive again (keepalives after ' + String(ev.reason || 'death') + ')']];
       case 'runtime.dropped': return ['info', [rtSelf, ' forgotten (dead past the retention period)']];
       case 'module.created': return ['good', [mod, ' created on ', rt(m.parent)]];
       case 'module.queued':
@@ -916,6 +918,7 @@
       case 'module.exiting': return ['wait', [mod, ' stopping on ', rt(m.parent)]];
       case 'module.exited': return ['info', [mod, ' exited' + (m.parent ? ' on ' : ''), m.parent ? rt(m.parent) : '']];
       case 'module.killed': return ['bad', [mod, ' killed: ', rt(m.parent), ' died']];
+      case 'module.revived': return ['good', [mod, ' running again on ', rt(m.parent)]];
       case 'module.deleted': return ['info', [mod, ' deleted']];
       case 'module.dropped': return ['info', [mod, ' forgotten']];
       default: return ['info', [ev.module ? mod : rtSelf, ' ' + String(ev.type || 'changed')]];
