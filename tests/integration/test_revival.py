@@ -25,8 +25,9 @@ def keepalive(uuid: str, children: list[str] | None = None) -> dict:
     return {"object_id": "ka", "action": "update", "type": "arts_req", "data": data}
 
 
-async def with_modules(app: App, peers: Any, reactor: Any) -> tuple[SimRuntime, SimRuntime]:
-    """RT1 running "plain" (killed if RT1 dies) and "mover" (moved to RT2 if it dies)."""
+async def with_modules(peers: Any, reactor: Any) -> tuple[SimRuntime, SimRuntime, Any]:
+    """RT1 running "plain" (killed if RT1 dies) and "mover" (moved to RT2 if it dies),
+    and a peer watching notifications."""
     first = await runtime(peers, reactor, RT1)
     survivor = await runtime(peers, reactor, RT2)
     client = await peers("client")
@@ -34,15 +35,14 @@ async def with_modules(app: App, peers: Any, reactor: Any) -> tuple[SimRuntime, 
     client.publish(f"{R}/control", create("mover", parent=RT1, fault_crash="restart"))
     for _ in range(2):
         await first.peer.expect(f"{R}/control/{RT1}", lambda m: m.json["action"] == "create")
-    return first, survivor
+    return first, survivor, await peers("watcher", f"{R}/notif")
 
 
 @pytest_twisted.ensureDeferred
 @within(40)
 async def test_a_late_will_after_a_reconnect_leaves_the_runtime_alive_and_its_modules_put(
         app: App, peers: Any, reactor: Any) -> None:
-    old, survivor = await with_modules(app, peers, reactor)
-    watcher = await peers("watcher", f"{R}/notif")
+    old, survivor, watcher = await with_modules(peers, reactor)
     old.start_keepalives(0.4)
     # the link goes half-open: the runtime reconnects on a new connection and registers again
     new_peer = await peers("rt1-new", f"{R}/reg/{RT1}", f"{R}/control/{RT1}",
@@ -71,8 +71,7 @@ async def test_a_late_will_after_a_reconnect_leaves_the_runtime_alive_and_its_mo
 @within(40)
 async def test_a_dead_runtime_that_keeps_sending_keepalives_is_alive_again(
         app: App, peers: Any, reactor: Any) -> None:
-    old, survivor = await with_modules(app, peers, reactor)
-    watcher = await peers("watcher", f"{R}/notif")
+    old, survivor, watcher = await with_modules(peers, reactor)
     old.peer.vanish()                                   # its will: dead, "mover" moves
     moved = await survivor.peer.expect(f"{R}/control/{RT2}")
     assert moved.json["data"]["uuid"] == "mover"
