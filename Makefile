@@ -5,7 +5,7 @@ CONFIG    ?= config.json
 MOSQUITTO ?= /usr/sbin/mosquitto
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install run test test-unit bench broker test-tools clean
+.PHONY: install run test test-unit typecheck bench broker test-tools clean
 
 install: $(VENV)/.installed broker
 
@@ -27,8 +27,12 @@ broker:
 run: install
 	contrib/run-dev.sh $(VENV) $(CONFIG)
 
-test: install test-tools
+test: install test-tools typecheck
 	$(VENV)/bin/pytest
+
+# the type hints, checked (mypy with the zope.interface plugin; see [mypy] in setup.cfg)
+typecheck: install
+	$(VENV)/bin/mypy
 
 # the pure core and the adapters on task.Clock: no broker, no subprocess; seconds
 test-unit: install
@@ -49,4 +53,4 @@ bench: install
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .hypothesis twisted/plugins/dropin.cache
+	rm -rf $(VENV) build dist *.egg-info .hypothesis .mypy_cache twisted/plugins/dropin.cache

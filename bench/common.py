@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -47,10 +46,3 @@ def report(name: str, figures: dict[str, Any]) -> None:
     """One JSON line per result, for machines; the same figures are readable for people."""
     print(json.dumps({"bench": name, **figures}, sort_keys=False), flush=True)
 
-
-def rss_kb() -> int:
-    with open(f"/proc/{os.getpid()}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0

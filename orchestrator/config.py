@@ -57,7 +57,7 @@ class Config:
     use_ssl: bool = False
     mqtt_username: str | None = "arts"
     pwd: str = "mqtt_pwd.txt"
-    log_dir: str = "."
+    log_dir: str | None = "."
     # MQTT connection
     mqtt_protocol: str = "5"
     mqtt_client_id: str | None = None

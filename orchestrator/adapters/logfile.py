@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import IO, Any, cast
 
 from twisted.application.service import Service
 from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel,
@@ -32,7 +32,7 @@ class LogFileService(Service):
         self._file = LogFile("orchestrator.log", self.log_dir,
                              rotateLength=10_000_000, maxRotatedFiles=5)
         self._observer = FilteringLogObserver(
-            textFileLogObserver(self._file),
+            textFileLogObserver(cast(IO[Any], self._file)),   # a LogFile is file-like
             [LogLevelFilterPredicate(defaultLogLevel=self.level)])
         globalLogPublisher.addObserver(self._observer)
 

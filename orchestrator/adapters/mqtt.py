@@ -158,7 +158,7 @@ class MQTTService(Service):
                 self._reactor.callFromThread(handler, sock)
         return callback
 
-    def _socket_open(self, sock: Any) -> None:
+    def _socket_open(self, sock: socket.socket) -> None:
         if sock.fileno() == -1 or self.client.socket() is not sock:
             return                      # closed or replaced before we got here
         if self._watcher is not None:

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..core.events import EventLog, Gap, StoredEvent
@@ -61,7 +61,7 @@ def _frame(event_id: int, data: bytes, kind: bytes | None = None) -> bytes:
 
 @implementer(IPushProducer)
 class _Watcher:
-    def __init__(self, streams: "EventStreams", request: IRequest, cursor: int,
+    def __init__(self, streams: "EventStreams", request: Request, cursor: int,
                  types: frozenset[str] | None) -> None:
         self.streams = streams
         self.request = request
@@ -167,7 +167,7 @@ class EventStreams:
         for watcher in list(self.watchers):
             watcher.write(b": ping\n\n")   # a comment: keeps proxies from timing out
 
-    def attach(self, request: IRequest, last_id: int | None,
+    def attach(self, request: Request, last_id: int | None,
                types: frozenset[str] | None) -> Deferred[None]:
         """Stream to ``request`` from after ``last_id`` (None: from now on).
 

@@ -36,7 +36,7 @@ from ..core.model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compac
                     row_reader, runtime_row)
 from ..core.registry import Record, Registry
 
-__all__ = ["Store", "LoadReport", "SCHEMA", "atomic_write"]
+__all__ = ["Store", "LoadReport", "SCHEMA"]
 
 SCHEMA = 1
 #: snapshot layout: {"schema", "seq", "saved_at", "fields": {kind: [names]},
@@ -59,17 +59,6 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def encode_line(doc: dict[str, Any]) -> bytes:
@@ -263,6 +252,10 @@ class Store:
             return succeed(None)
         return self._durable(self.seq)
 
+    def _open_fds(self) -> list[int]:
+        """The journal files not closed yet: the retired ones and the current one."""
+        return [*self._retired, *([] if self._fd is None else [self._fd])]
+
     def _durable(self, seq: int) -> Deferred[None]:
         """Fires once batch ``seq`` is fsynced (joining the next group sync)."""
         d: Deferred[None] = Deferred()
@@ -274,7 +267,7 @@ class Store:
     def _start_sync(self) -> None:
         self._syncing = True
         upto = self.seq
-        fds = [*self._retired, self._fd]
+        fds = self._open_fds()
         retired, self._retired = self._retired, []
 
         def sync_all() -> float:
@@ -369,8 +362,7 @@ class Store:
             return result
 
         coop = Cooperator(scheduler=lambda f: self._reactor.callLater(0, f), started=True)
-        d = coop.coiterate(steps())
-        d.addCallback(finish)
+        d: Deferred[None] = coop.coiterate(steps()).addCallback(finish)
         d.addBoth(cleanup)
         self._snapshotting = d
         return d
@@ -393,6 +385,6 @@ class Store:
                 os.unlink(os.path.join(self.path, name))
 
     def close(self) -> None:
-        for fd in [*self._retired, *([self._fd] if self._fd is not None else [])]:
+        for fd in self._open_fds():
             os.close(fd)
         self._retired, self._fd = [], None

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web import pages, static
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from .metrics import Metrics
@@ -173,7 +174,7 @@ class RestApi:
 
     # -- watching -------------------------------------------------------------------------
     @app.route("/api/events", methods=["GET"], strict_slashes=False)
-    def events(self, request: IRequest) -> Any:
+    def events(self, request: Request) -> Any:
         if self.streams is None:
             return json_body(request, {"error": "no event stream here"}, 404)
         try:
@@ -185,7 +186,7 @@ class RestApi:
             return json_body(request, {"error": f"types: {e}", "parameter": "types"}, 400)
         header = request.getHeader(b"Last-Event-ID")
         raw = (header.decode("latin-1") if header is not None
-               else (args.get("last_event_id") or [None])[0])
+               else next(iter(args.get("last_event_id", [])), None))
         last_id = None
         if raw is not None:
             if not raw.strip().isdigit() or len(raw.strip()) > 18:

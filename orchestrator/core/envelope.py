@@ -26,11 +26,10 @@ ECHO_LIMIT = 1024
 class ProtocolError(Exception):
     """A request the orchestrator refuses; becomes one error on the log topic."""
 
-    def __init__(self, desc: str, data: Any, object_id: str | None = None) -> None:
+    def __init__(self, desc: str, data: Any) -> None:
         super().__init__(desc, data)
         self.desc = desc
         self.data = data
-        self.object_id = object_id
 
 
 def missing(path: str) -> ProtocolError:

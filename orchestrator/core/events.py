@@ -92,7 +92,3 @@ class EventLog:
         if stored._json is None:
             stored._json = self._render(stored)
         return stored._json
-
-    def render_all(self) -> Any:
-        """For tests and debugging: every retained event as JSON bytes."""
-        return [self.json(e) for e in self._events]

@@ -49,13 +49,12 @@ def _depth_ok(value: Any) -> bool:
 class Fields:
     """Typed reads of optional keys of a request's ``data``; remembers which were given."""
 
-    def __init__(self, data: dict[str, Any], prefix: str = "data") -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
-        self.prefix = prefix
         self.given: dict[str, Any] = {}
 
     def _path(self, key: str) -> str:
-        return f"{self.prefix}/{key}"
+        return f"data/{key}"
 
     def _present(self, key: str) -> bool:
         return self.data.get(key) is not None

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from .model import Module, Runtime
 
-__all__ = ["Liveness"]
+__all__ = ["Liveness", "allowed_silence"]
 
 #: how many recent keepalive gaps make up a runtime's "rhythm"
 GAPS_KEPT = 4
@@ -34,6 +34,11 @@ GAPS_KEPT = 4
 MAX_GAP = 3600.0
 #: old connections' wills remembered per runtime (each re-registration while alive owes one)
 MAX_OWED_WILLS = 4
+
+
+def allowed_silence(misses: int, ka_interval: float, gaps: Iterable[float]) -> float:
+    """How long a runtime judged by keepalives may be silent: the rule above."""
+    return misses * max([ka_interval, *gaps])
 
 
 @dataclass(slots=True)
@@ -144,15 +149,8 @@ class Liveness:
         """How many runtimes are judged by keepalives (the rest by their will)."""
         return sum(1 for t in self._tracks.values() if t.keepalives >= 2)
 
-    def timeout(self, uuid: str) -> float | None:
-        """How long this runtime may stay silent, or None if it is judged by its will."""
-        track = self._tracks.get(uuid)
-        if track is None or track.keepalives < 2:
-            return None
-        return self._timeout(track)
-
     def _timeout(self, track: _Track) -> float:
-        return self.misses * max([self.ka_interval, *track.gaps])
+        return allowed_silence(self.misses, self.ka_interval, track.gaps)
 
     def _deadline(self, track: _Track) -> float:
         return max(track.last_seen, self._bus_up_since) + self._timeout(track)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 __all__ = [
     "RuntimeStatus", "ModuleStatus", "Runtime", "Module",
@@ -268,11 +268,15 @@ runtime_row: Callable[[Runtime], tuple[Any, ...]] = attrgetter(*RUNTIME_FIELDS)
 module_row: Callable[[Module], tuple[Any, ...]] = attrgetter(*MODULE_FIELDS)
 
 
-_ROWS = {Runtime: (runtime_row, {n: i for i, n in enumerate(RUNTIME_FIELDS)}),
-         Module: (module_row, {n: i for i, n in enumerate(MODULE_FIELDS)})}
+_ROWS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {
+    Runtime: (runtime_row, {n: i for i, n in enumerate(RUNTIME_FIELDS)}),
+    Module: (module_row, {n: i for i, n in enumerate(MODULE_FIELDS)})}
 
 
-def evolve(record: Any, **changes: Any) -> Any:
+Record = TypeVar("Record", Runtime, Module)
+
+
+def evolve(record: Record, **changes: Any) -> Record:
     """``dataclasses.replace`` for our records, three times faster (it is on every path)."""
     row, index = _ROWS[type(record)]
     values = list(row(record))

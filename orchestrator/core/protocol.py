@@ -175,7 +175,7 @@ class Orchestrator:
         uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
         spec = runtime_fields(f, self.config.max_nmodules)
         old = self.registry.runtime_by_uuid(uuid)
-        common = dict(status=RuntimeStatus.ALIVE, dead_reason=None, registered_at=now,
+        common: dict[str, Any] = dict(status=RuntimeStatus.ALIVE, dead_reason=None, registered_at=now,
                       changed_at=now, ka_interval_sec=self.config.ka_interval_sec)
         if old is None:
             runtime = Runtime(uuid=uuid, serial=self.registry.new_serial(), **spec, **common)
@@ -196,8 +196,7 @@ class Orchestrator:
         f = Fields(env.data)
         if f.kind("runtime", "manager") == "manager":
             return self._manager(route, topic, env, out, now, alive=False)
-        uuid = check_ident(f.required_text("uuid"), "data/uuid")
-        uuid = self._topic_identity(route, uuid)
+        uuid = self._topic_identity(route, check_ident(f.required_text("uuid"), "data/uuid"))
         assert uuid is not None
         runtime = self.registry.runtime_by_uuid(uuid)
         if runtime is None:
@@ -257,8 +256,7 @@ class Orchestrator:
     def _keepalive(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         f = Fields(env.data)
         f.kind("runtime")
-        uuid = check_ident(f.required_text("uuid"), "data/uuid")
-        uuid = self._topic_identity(route, uuid)
+        uuid = self._topic_identity(route, check_ident(f.required_text("uuid"), "data/uuid"))
         assert uuid is not None
         children = env.data.get("children")        # absent: no claim about its modules
         if children is not None and not isinstance(children, list):
@@ -413,14 +411,15 @@ class Orchestrator:
         if isinstance(reporter, str) and module.parent and _same_id(reporter, module.parent):
             return self._exited(route, env, out, now)     # a 2022 runtime reporting an exit
         if module.status in (ModuleStatus.ALIVE, ModuleStatus.EXITING):
-            assert module.parent is not None
+            parent = module.parent
+            assert parent is not None
             if module.alive:
                 module = self.registry.put_module(evolve(
                     module, status=ModuleStatus.EXITING, changed_at=now))
                 out.event("module.exiting", module)
-            out.request(self.topics.control_for(module.parent), "delete",
+            out.request(self.topics.control_for(parent), "delete",
                         {"type": "module", "uuid": module.uuid})
-            runtime = self.registry.runtimes.get(module.parent)
+            runtime = self.registry.runtimes.get(parent)
             if runtime is not None and runtime.alive:
                 self._fill(runtime, out, now)
         elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):

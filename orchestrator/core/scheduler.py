@@ -15,7 +15,7 @@ import heapq
 from typing import Callable, Protocol
 
 from .model import Module, ModuleStatus, Runtime, api_set
-from .registry import Registry
+from .registry import Registry, RegistryObserver
 
 __all__ = ["Scheduler", "LeastLoaded", "RoundRobin", "CapacityQueue", "POLICIES"]
 
@@ -32,12 +32,10 @@ def _alive_count_changed(old: Module | None, new: Module | None) -> set[str]:
     return {p for p in (before, after) if p is not None and before != after}
 
 
-class Policy(Protocol):
+class Policy(RegistryObserver, Protocol):
+    """A placement policy: an index kept current as a registry observer."""
+
     def pick(self, apis: frozenset[str]) -> Runtime | None: ...
-
-    def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None: ...
-
-    def module_changed(self, old: Module | None, new: Module | None) -> None: ...
 
 
 class LeastLoaded:

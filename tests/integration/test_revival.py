@@ -11,6 +11,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import LoopingCall
 
+from orchestrator.testing import silence_allowed
 from tests.integration.test_integration_liveness import R, RT1, RT2, SimRuntime, create, runtime
 from tests.support.app import App
 from tests.support.twisted import eventually, within
@@ -51,7 +52,7 @@ async def test_a_late_will_after_a_reconnect_leaves_the_runtime_alive_and_its_mo
     old.stop_keepalives()
     await new.register()
     new.start_keepalives(0.4)
-    await eventually(lambda: app.service.core.liveness.timeout(RT1) is not None, 10,
+    await eventually(lambda: silence_allowed(app.service.core.liveness, RT1) is not None, 10,
                      "the new connection's keepalives to be heard")
 
     old.peer.vanish()                   # only now does the broker fire the old connection's will

@@ -48,8 +48,8 @@ class CrashRig:
             "mqtt_username": None, "snapshot_every_changes": 40, "debug": False}))
 
     async def setup(self) -> None:
-        self.listener = await Peer(self.reactor, self.broker_port, "listener").connect()
-        self.listener._arrived = self._seen                  # record, do not queue
+        self.listener = await Peer(self.reactor, self.broker_port, "listener",
+                                   on_message=self._seen).connect()   # record, do not queue
         self.status: list[bytes] = []
         await self.listener.subscribe(f"{R}/reg", f"{R}/control", f"{R}/control/+",
                                       f"{R}/orchestrator/status")

@@ -34,7 +34,9 @@ class Peer:
                  will: tuple[str, Any] | None = None, v5: bool = True, *,
                  username: str | None = None, password: str | None = None,
                  client_id: str | None = None, cafile: str | None = None,
-                 reconnect: bool = True) -> None:
+                 reconnect: bool = True,
+                 on_message: Callable[[Msg], None] | None = None) -> None:
+        """``on_message``, if given, gets every message instead of the inbox and waiters."""
         self._reactor = reactor
         self.port = port
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
@@ -54,8 +56,9 @@ class Peer:
         self._waiters: list[tuple[str, Callable[[Msg], bool], Deferred[Msg]]] = []
         self._acks: dict[int, Deferred[Any]] = {}
         call = reactor.callFromThread
+        arrived = on_message or self._arrived
         self.client.on_message = lambda c, u, m: call(
-            self._arrived, Msg(m.topic, bytes(m.payload), bool(m.retain)))
+            arrived, Msg(m.topic, bytes(m.payload), bool(m.retain)))
         self.client.on_publish = lambda c, u, mid, rc, p: call(self._acked, mid, rc)
         self.client.on_disconnect = lambda *a: call(self._disconnected)
 

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 
 class SseClient(Protocol):
@@ -23,6 +24,7 @@ class SseClient(Protocol):
     def connectionMade(self) -> None:
         lines = [f"GET {self.path} HTTP/1.0", "Host: test"]
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        assert self.transport is not None
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def dataReceived(self, data: bytes) -> None:
@@ -51,7 +53,7 @@ class SseClient(Protocol):
                 self._waiters.remove((check, d))
                 d.callback(None)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed.callback(None)
 
     @property
@@ -72,6 +74,7 @@ class SseClient(Protocol):
         return self.events
 
     def close(self) -> None:
+        assert self.transport is not None
         self.transport.loseConnection()
 
 

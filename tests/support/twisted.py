@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import deferLater
@@ -12,9 +12,9 @@ from twisted.internet.task import deferLater
 T = TypeVar("T")
 
 
-def within(seconds: float) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Deferred[T]]]:
+def within(seconds: float) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Deferred[T]]]:
     """Fail the test (not the whole session) if it takes longer than ``seconds``."""
-    def deco(f: Callable[..., Awaitable[T]]) -> Callable[..., Deferred[T]]:
+    def deco(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Deferred[T]]:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Deferred[T]:
             from twisted.internet import reactor
