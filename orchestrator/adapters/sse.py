@@ -28,7 +28,7 @@ log = Logger()
 
 EVENT_TYPES = (
     "runtime.registered", "runtime.reregistered", "runtime.dead", "runtime.revived",
-    "runtime.dropped",
+    "runtime.dropped", "runtime.drained", "runtime.undrained", "runtime.forgotten",
     "module.created", "module.queued", "module.started", "module.respawned",
     "module.rescheduled", "module.acked", "module.exiting", "module.exited",
     "module.killed", "module.revived", "module.deleted", "module.dropped",
@@ -191,7 +191,11 @@ class EventStreams:
 
 def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
     """How an event looks on the wire: its id, type, time and the object's detail."""
-    from ..core.model import Runtime, compact_json, iso
+    from ..core.explain import Explainer
+    from ..core.model import ModuleStatus, Runtime, compact_json, iso
+
+    explainer = Explainer(core.registry)
+    waiting = (ModuleStatus.QUEUED, ModuleStatus.KILLED)
 
     def render(stored: StoredEvent) -> bytes:
         record = stored.event.record
@@ -203,6 +207,8 @@ def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
             body["runtime"] = detail
         else:
             body["module"] = record.detail()
+            if record.status in waiting:
+                body["module"]["waiting"] = explainer.why(record)
         if stored.event.extra:
             body.update(stored.event.extra)
         return compact_json(body).encode()

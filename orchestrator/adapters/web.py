@@ -22,7 +22,8 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from .metrics import Metrics
-from ..core.model import ModuleStatus, Runtime, compact_json
+from ..core.explain import Explainer
+from ..core.model import Module, ModuleStatus, Runtime, compact_json
 from .openapi import openapi_document
 from ..core.protocol import Orchestrator
 from ..core.query import QueryError, parse_query, select
@@ -36,6 +37,7 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 #: (the page holds no data; it asks for the token and sends it with every API call)
 OPEN_PATHS = (b"/healthz", b"/", b"/index.html")
 OPEN_PREFIXES = (b"/static/",)
+_WAITING = (ModuleStatus.QUEUED, ModuleStatus.KILLED)
 
 
 def json_body(request: IRequest, body: Any, code: int = 200) -> bytes:
@@ -100,21 +102,37 @@ class RestApi:
         self.token = token
         self.static_dir = static_dir
         self._cache: dict[str, tuple[int, bytes]] = {}
+        self.explainer = Explainer(core.registry)
 
     def resource(self) -> Any:
         return _Gate(self.app.resource(), self.token)
 
     # -- shapes ------------------------------------------------------------------------
     def _runtime_detail(self, runtime: Runtime, children: bool = True) -> dict[str, Any]:
+        """Its detail; ``children`` are all its modules in use (a dead runtime's killed
+        modules wait for it), ``nwaiting`` those queued for it or killed with it."""
+        kids = (sorted(self.registry.children(runtime.uuid), key=lambda m: m.serial)
+                if children else ())
         detail = runtime.detail(
             nmodules=self.registry.nalive(runtime.uuid),
             last_seen=self.core.liveness.last_seen(runtime.uuid),
-            children=sorted(self.registry.children(runtime.uuid, ModuleStatus.ALIVE,
-                                                   ModuleStatus.QUEUED),
-                            key=lambda m: m.serial) if children else ())
-        if not children:
+            children=kids)
+        if children:
+            detail["nwaiting"] = sum(1 for m in kids if m.status in _WAITING)
+            for item, module in zip(detail["children"], kids):
+                self._add_waiting(item, module)
+        else:
             del detail["children"]
         return detail
+
+    def _add_waiting(self, item: dict[str, Any], module: Module) -> dict[str, Any]:
+        if module.status in _WAITING:
+            item["waiting"] = self.explainer.why(module)
+        return item
+
+    def module_detail_body(self, module: Module) -> dict[str, Any]:
+        """A module's detail, with ``waiting`` (why) when it is queued or killed."""
+        return self._add_waiting(module.detail(), module)
 
     def _compat_list(self, request: IRequest, kind: str) -> bytes:
         """The [compat] list bodies, rebuilt only when the registry changed."""
@@ -143,7 +161,7 @@ class RestApi:
             return json_body(request, {"error": str(e), "parameter": e.param}, 400)
         records, next_cursor = select(self.registry, query, kind)
         items = [self._runtime_detail(r, query.children) if isinstance(r, Runtime)
-                 else r.detail() for r in records]
+                 else self.module_detail_body(r) for r in records]
         body: dict[str, Any] = {kind + "s": items}
         if query.limit is not None:
             body["next"] = next_cursor
@@ -170,7 +188,7 @@ class RestApi:
         module = self.registry.lookup_module(q)
         if module is None:
             return json_body(request, {}, 404)
-        return json_body(request, module.detail())
+        return json_body(request, self.module_detail_body(module))
 
     # -- watching -------------------------------------------------------------------------
     @app.route("/api/events", methods=["GET"], strict_slashes=False)

@@ -133,6 +133,8 @@ class Runtime:
     dead_reason: str | None = None
     #: the runtime-manager process hosting it (its registration's ``parent``), if any
     manager: str | None = None
+    #: an operator drained it: the scheduler places nothing more there (docs/protocol.md)
+    drained: bool = False
 
     @property
     def alive(self) -> bool:
@@ -172,6 +174,7 @@ class Runtime:
             "platform": self.platform, "nmodules": nmodules,
             "registered_at": iso(self.registered_at), "last_seen": iso(last_seen),
             "dead_reason": self.dead_reason, "manager": self.manager,
+            "drained": self.drained,
             "children": [m.detail() for m in children],
         }
 

@@ -18,9 +18,11 @@ from twisted.logger import Logger
 from ..config import Config
 from .effects import Effect, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
+from .explain import unplaced_reason
 from .fields import Fields, check_ident, module_fields, runtime_fields
 from .liveness import Liveness
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
+from .operations import OPERATIONS
 from .registry import Registry, canonical_uuid
 from .scheduler import Scheduler
 from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
@@ -145,6 +147,8 @@ class Orchestrator:
                 return self._delete_module(route, env, out, now)
             if action == "exited":
                 return self._exited(route, env, out, now)
+            if action in OPERATIONS:
+                return OPERATIONS[action](self, env, out, now)
         else:
             # a runtime's own control topic: only its exits (and acks) are for us;
             # creates and deletes there are our own forwards, heard back.
@@ -232,26 +236,53 @@ class Orchestrator:
         out.notify("dead", {"type": "runtime", "uuid": dead.uuid, "name": dead.name,
                             "reason": reason})
         out.event("runtime.dead", dead, reason=reason)
+        unplaced: dict[frozenset[str], str] = {}     # why no target, per api set
         for module in sorted(self.registry.children(dead.uuid), key=lambda m: m.serial):
             if module.status == ModuleStatus.ALIVE:
-                target = (self.scheduler.pick(api_set(module.apis))
+                apis = api_set(module.apis)
+                target = (self.scheduler.pick(apis)
                           if module.fault_crash == "restart" else None)
                 if target is not None:
-                    moved, _ = self._start(module, target, out, now, "module.rescheduled",
-                                           previous=dead.uuid)
-                    out.notify("rescheduled", {"type": "module", "uuid": moved.uuid,
-                                               "name": moved.name, "from": dead.uuid,
-                                               "to": target.uuid})
+                    self._reschedule(module, dead, target, out, now)
                 else:
+                    if module.fault_crash != "restart":
+                        why = "fault_crash is not restart"
+                    elif apis in unplaced:
+                        why = unplaced[apis]
+                    else:
+                        why = unplaced[apis] = unplaced_reason(self.registry, apis)
                     killed = self.registry.put_module(evolve(
                         module, status=ModuleStatus.KILLED, changed_at=now))
-                    out.event("module.killed", killed)
+                    out.event("module.killed", killed, reason=f"not moved: {why}")
             elif module.status == ModuleStatus.EXITING:
                 gone = self.registry.put_module(evolve(
                     module, status=ModuleStatus.DEAD, changed_at=now))
                 out.event("module.exited", gone)
         self.on_failover(self.perf() - started)
         return dead
+
+    def _reschedule(self, module: Module, source: Runtime, target: Runtime, out: Outbox,
+                    now: float) -> Module:
+        moved, _ = self._start(module, target, out, now, "module.rescheduled",
+                               previous=source.uuid)
+        out.notify("rescheduled", {"type": "module", "uuid": moved.uuid, "name": moved.name,
+                                   "from": source.uuid, "to": target.uuid})
+        return moved
+
+    # -- steps the operator actions (operations.py) reuse ------------------------------
+    def move(self, module: Module, source: Runtime, target: Runtime, out: Outbox,
+             now: float) -> Module:
+        """Start a running module on ``target`` and stop it on ``source`` (a drain)."""
+        moved = self._reschedule(module, source, target, out, now)
+        out.request(self.topics.control_for(source.uuid), "delete",
+                    {"type": "module", "uuid": module.uuid})
+        return moved
+
+    def runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
+        return self._runtime_died(runtime, reason, out, now)
+
+    def fill(self, runtime: Runtime, out: Outbox, now: float) -> None:
+        self._fill(runtime, out, now)
 
     def _keepalive(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         f = Fields(env.data)
@@ -410,6 +441,13 @@ class Orchestrator:
         reporter = env.data.get("parent")
         if isinstance(reporter, str) and module.parent and _same_id(reporter, module.parent):
             return self._exited(route, env, out, now)     # a 2022 runtime reporting an exit
+        if (isinstance(reporter, str) and module.parent
+                and self.registry.runtime_by_uuid(reporter) is not None):
+            # a runtime that no longer holds the module (it was moved away) reporting
+            # that its old copy stopped: not a request to delete the module
+            self.log.info("ignoring delete of {uuid} reported by {by}, not its runtime",
+                          uuid=module.uuid, by=reporter)
+            return
         if module.status in (ModuleStatus.ALIVE, ModuleStatus.EXITING):
             parent = module.parent
             assert parent is not None

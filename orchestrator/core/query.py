@@ -93,7 +93,7 @@ def parse_query(args: Mapping[str, Sequence[str]], kind: str) -> ListQuery:
 
 
 def _parent_uuid(registry: Registry, q: str) -> str:
-    runtime = registry.runtime_by_uuid(q) or registry.newest_alive_runtime_named(q)
+    runtime = registry.runtime_by_uuid(q) or registry.newest_runtime_named(q)
     return runtime.uuid if runtime is not None else q
 
 

@@ -303,6 +303,12 @@ class Registry:
                 return r
         return None
 
+    def newest_runtime_named(self, name: str) -> Runtime | None:
+        """The alive one with that name, else the newest registration of any status."""
+        return (self.newest_alive_runtime_named(name)
+                or _newest(self.runtimes, self._runtime_names.newest_first(name),
+                           _registration_order))
+
     def newest_module_named(self, name: str,
                             statuses: tuple[str, ...] = (ModuleStatus.ALIVE,)) -> Module | None:
         for uuid in self._module_names.newest_first(name):
@@ -311,14 +317,34 @@ class Registry:
                 return m
         return None
 
+    def newest_module_named_any(self, name: str) -> Module | None:
+        """The alive one with that name, else the newest created of any status."""
+        return (self.newest_module_named(name)
+                or _newest(self.modules, self._module_names.newest_first(name), _serial))
+
     def lookup_runtime(self, q: str) -> Runtime | None:
-        """REST lookup (docs/protocol.md 16): uuid, newest alive name, alive uuid suffix."""
-        return (self.runtime_by_uuid(q) or self.newest_alive_runtime_named(q)
-                or _by_suffix(self.alive_runtimes(), q))
+        """REST lookup (docs/protocol.md 16): uuid; name (alive first, then the
+        newest of any status); uuid suffix, the short id (alive first, then any)."""
+        return (self.runtime_by_uuid(q) or self.newest_runtime_named(q)
+                or _by_suffix(self.alive_runtimes(), q)
+                or _by_suffix(iter(self.runtimes.values()), q))
 
     def lookup_module(self, q: str) -> Module | None:
-        return (self.module_by_uuid(q) or self.newest_module_named(q)
-                or _by_suffix(self.alive_modules(), q))
+        return (self.module_by_uuid(q) or self.newest_module_named_any(q)
+                or _by_suffix(self.alive_modules(), q)
+                or _by_suffix(iter(self.modules.values()), q))
+
+
+def _newest(table: dict[str, Any], uuids: Iterator[str], order: Any) -> Any:
+    return max((table[u] for u in uuids), key=order, default=None)
+
+
+def _serial(record: Any) -> int:
+    return record.serial
+
+
+def _registration_order(runtime: Runtime) -> tuple[float, int]:
+    return (runtime.registered_at, runtime.serial)
 
 
 def _by_suffix(records: Iterator[Any], q: str) -> Any:

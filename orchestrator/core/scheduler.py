@@ -25,6 +25,11 @@ def _fits(registry: Registry, runtime: Runtime | None) -> bool:
             and runtime.has_room(registry.nalive(runtime.uuid)))
 
 
+def _placeable(registry: Registry, runtime: Runtime | None) -> bool:
+    """The scheduler may choose it: it fits and no operator drained it."""
+    return _fits(registry, runtime) and not runtime.drained  # type: ignore[union-attr]
+
+
 def _alive_count_changed(old: Module | None, new: Module | None) -> set[str]:
     """Runtimes whose number of alive modules this module change moved."""
     before = old.parent if old is not None and old.alive else None
@@ -49,7 +54,7 @@ class LeastLoaded:
 
     def _push(self, runtime: Runtime) -> None:
         key = self._group_of.get(runtime.uuid)
-        if key is None or not _fits(self._registry, runtime):
+        if key is None or not _placeable(self._registry, runtime):
             return
         heapq.heappush(self._groups.setdefault(key, []),
                        (self._registry.nalive(runtime.uuid), runtime.serial, runtime.uuid))
@@ -61,7 +66,7 @@ class LeastLoaded:
         self._groups, self._entries = {}, 0
         for uuid, key in self._group_of.items():
             rt = self._registry.runtimes[uuid]
-            if _fits(self._registry, rt):
+            if _placeable(self._registry, rt):
                 self._groups.setdefault(key, []).append(
                     (self._registry.nalive(uuid), rt.serial, uuid))
                 self._entries += 1
@@ -92,7 +97,7 @@ class LeastLoaded:
             nalive, _serial, uuid = top = heap[0]
             rt = registry.runtimes.get(uuid)
             if (self._group_of.get(uuid) == key and nalive == registry.nalive(uuid)
-                    and _fits(registry, rt)):
+                    and _placeable(registry, rt)):
                 return top
             heapq.heappop(heap)
             self._entries -= 1
@@ -136,7 +141,7 @@ class RoundRobin:
         for i in range(n):
             serial, uuid = self._ring[(start + i) % n]
             rt = self._registry.runtimes[uuid]
-            if apis <= api_set(rt.apis) and _fits(self._registry, rt):
+            if apis <= api_set(rt.apis) and _placeable(self._registry, rt):
                 self._last = serial
                 return rt
         return None
@@ -191,9 +196,10 @@ class CapacityQueue:
         candidates = []
         if runtime.uuid in self._pinned:
             candidates.append(self._top(self._pinned, runtime.uuid, runtime.uuid))
-        offered = api_set(runtime.apis)
-        for key in [k for k in self._free if k <= offered]:
-            candidates.append(self._top(self._free, key, None))
+        if not runtime.drained:           # a drained runtime takes only modules named for it
+            offered = api_set(runtime.apis)
+            for key in [k for k in self._free if k <= offered]:
+                candidates.append(self._top(self._free, key, None))
         best = min((c for c in candidates if c is not None), default=None)
         return None if best is None else self._registry.modules[best[1]]
 

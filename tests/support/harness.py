@@ -65,6 +65,11 @@ class Harness:
         return self.send(topic, {"object_id": "x-1", "action": "exited", "type": "arts_req",
                                  "data": {"type": "module", "uuid": uuid}})
 
+    def operate(self, action: str, q: str, object_id: str = "op-1") -> list[Publish]:
+        """An operator action (drain, undrain, forget) on a runtime, by uuid or name."""
+        return self.send("control", {"object_id": object_id, "action": action,
+                                     "type": "arts_req", "data": {"type": "runtime", "uuid": q}})
+
     def keepalive(self, uuid: str = RT1, topic: str = "keepalive",
                   children: list[Any] | None = None) -> list[Publish]:
         """A keepalive; without ``children`` the key is left out (no claim about modules)."""

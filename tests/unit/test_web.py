@@ -92,11 +92,12 @@ async def test_module_lookup_forms(h: Harness, q: str) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_dead_objects_by_full_uuid_only(h: Harness) -> None:
+async def test_dead_objects_are_found_too(h: Harness) -> None:
     code, _, body = await get(h, f"/api/modules/{M2}/")
     assert code == 200 and body["alive"] is False and body["status"] == "dead"
-    assert (await get(h, "/api/modules/gone/"))[0] == 404     # name: alive only
-    assert (await get(h, "/api/modules/aaaa/"))[0] == 404     # suffix: alive only
+    for q in ("gone", "aaaa"):                          # by name, by short id (uuid suffix)
+        code, _, body = await get(h, f"/api/modules/{q}/")
+        assert code == 200 and body["uuid"] == M2 and body["status"] == "dead"
 
 
 @pytest_twisted.ensureDeferred

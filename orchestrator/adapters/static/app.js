@@ -474,7 +474,8 @@
   // ---------------------------------------------------------------------------------
   // formatting
 
-  function shortId(uuid) { return String(uuid).slice(0, 8); }
+  /** The short id: the uuid's last 8 characters, what REST lookups (and the CLI) match. */
+  function shortId(uuid) { return String(uuid).slice(-8); }
 
   function listText(value) {
     if (Array.isArray(value)) return value.join(', ');
