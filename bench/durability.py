@@ -157,9 +157,8 @@ class CountingPublisher:
 def one_throughput(tmp: Path, fsync: bool, n: int, per_turn: int):
     config = replace(Config(), state_dir=str(tmp), journal_fsync=fsync, max_nmodules=0)
     core = Orchestrator(config)
-    svc = OrchestratorService(reactor, core, Store(reactor, str(tmp), fsync))
     pub = CountingPublisher()
-    svc.publisher = pub
+    svc = OrchestratorService(reactor, core, Store(reactor, str(tmp), fsync), publisher=pub)
     svc.startService()
     svc.message_received("realm/proc/reg", json.dumps({
         "object_id": "r", "action": "create", "type": "arts_req",

@@ -87,9 +87,9 @@ class Stopwatch:
 def failover(tmp: Path, modules: int = 1000):
     rt1, rt2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
     config = replace(Config(), state_dir=str(tmp), max_nmodules=0)
-    svc = OrchestratorService(reactor, Orchestrator(config), Store(reactor, str(tmp)))
     watch = Stopwatch(f"realm/proc/control/{rt2}", modules)
-    svc.publisher = watch
+    svc = OrchestratorService(reactor, Orchestrator(config), Store(reactor, str(tmp)),
+                              publisher=watch)
     svc.startService()
 
     def send(topic: str, doc: dict) -> None:

@@ -11,21 +11,22 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .core.effects import Effect, Event, Publish
-from .core.events import EventLog
-from .adapters.metrics import Metrics
+from .core.effects import Effect, Event, Handled, Publish
 from .core.model import compact_json
 from .core.protocol import Orchestrator
-from .adapters.store import LoadReport, Store
+from .core.registry import Key, Record, Registry
+from .adapters.store import LoadReport
 
-__all__ = ["OrchestratorService", "Publisher"]
+__all__ = ["OrchestratorService", "Publisher", "Journal", "EventSink", "Counts",
+           "NO_PUBLISHER", "NO_EVENTS", "NO_COUNTS"]
 
 log = Logger()
 
@@ -36,7 +37,74 @@ PRUNE_INTERVAL = 3600.0
 
 
 class Publisher(Protocol):
+    """Where announcements go (the MQTT link)."""
+
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None: ...
+
+
+class Journal(Protocol):
+    """Where changes are made durable (the store): batches, then snapshots."""
+
+    path: str
+    seq: int
+    snapshot_seq: int | None
+
+    def load(self, registry: Registry) -> LoadReport: ...
+
+    def commit(self, changes: dict[Key, Record | None], next_serial: int,
+               meta: dict[str, Any] | None = None) -> Deferred[None]:
+        """Write one batch; the Deferred fires once it is durable."""
+
+    def flush(self) -> Deferred[None]: ...
+
+    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]
+                 ) -> Deferred[None]: ...
+
+    def close(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where announced events go (the event log behind /api/events)."""
+
+    latest: int
+
+    def append(self, event_id: int, event: Event, now: float) -> object: ...
+
+
+class Counts(Protocol):
+    """What the glue counts (the Prometheus series)."""
+
+    def handled(self, kind: str, error: str | None, seconds: float) -> None:
+        """One message of route ``kind`` handled, refused with ``error`` if not None."""
+
+    def announced(self, event_type: str) -> None: ...
+
+
+class _NoPublisher:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        pass
+
+
+class _NoEvents:
+    def __init__(self) -> None:
+        self.latest = 0
+
+    def append(self, event_id: int, event: Event, now: float) -> None:
+        self.latest = event_id
+
+
+class _NoCounts:
+    def handled(self, kind: str, error: str | None, seconds: float) -> None:
+        pass
+
+    def announced(self, event_type: str) -> None:
+        pass
+
+
+#: the null collaborators: announce to nobody, keep no events, count nothing
+NO_PUBLISHER: Publisher = _NoPublisher()
+NO_COUNTS: Counts = _NoCounts()
+NO_EVENTS = _NoEvents       # a class: each service gets its own (it keeps ``latest``)
 
 
 def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
@@ -55,19 +123,22 @@ def encode(payload: dict[str, Any]) -> bytes:
 class OrchestratorService(Service):
     """Owns the core and the store; the MQTT service feeds it and carries its output."""
 
-    def __init__(self, reactor: Any, core: Orchestrator, store: Store,
-                 events: EventLog | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, reactor: IReactorTime, core: Orchestrator, store: Journal, *,
+                 publisher: Publisher = NO_PUBLISHER, events: EventSink | None = None,
+                 metrics: Counts = NO_COUNTS, stop: Callable[[], None] | None = None) -> None:
+        """``stop`` is called when the journal cannot be made durable (default: stop
+        the reactor)."""
         self._reactor = reactor
         self.core = core
         self.store = store
-        self.events = events
+        self.events: EventSink = events if events is not None else NO_EVENTS()
         self.metrics = metrics
-        self.publisher: Publisher | None = None
+        self.publisher = publisher
+        self._stop = stop
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
-        self._message_counters: dict[tuple[str, str], Any] = {}
         self._turn: list[Effect] = []
-        self._turn_call: Any = None
+        self._turn_call: IDelayedCall | None = None
         self._outgoing: deque[tuple[list[Effect], Deferred[None] | None, int]] = deque()
         self._accepting = False
         self._changes_since_snapshot = 0
@@ -93,10 +164,9 @@ class OrchestratorService(Service):
             gc.freeze()
         if _freeze_after_full_collections not in gc.callbacks:
             gc.callbacks.append(_freeze_after_full_collections)
-        self.core.liveness.restore(report.meta.get("liveness"))
+        self.core.restore_liveness(report.meta.get("liveness"))
         self.event_seq = int(report.meta.get("events", 0))
-        if self.events is not None:
-            self.events.latest = self.event_seq
+        self.events.latest = self.event_seq
         self.loaded = report
         registry = self.core.registry
         log.info("state loaded from {path} in {s:.3f}s: {nr} runtimes, {nm} modules "
@@ -134,33 +204,16 @@ class OrchestratorService(Service):
         if not self._accepting:
             return
         started = time.perf_counter()
-        effects = self.core.handle(topic, payload, self._reactor.seconds())
-        if self.metrics is not None:
-            self._count(topic, effects, time.perf_counter() - started)
-        self._absorb(effects)
-
-    def _count(self, topic: str, effects: list[Effect], seconds: float) -> None:
-        metrics = self.metrics
-        assert metrics is not None
-        log_topic = self.core.topics.log
-        outcome = "ok"
-        for effect in effects:
-            if isinstance(effect, Publish) and effect.topic == log_topic:
-                outcome = "error"
-                metrics.errors.labels(effect.payload["data"]["desc"]).inc()
-        route = self.core.topics.route(topic)
-        key = (route.kind if route else "other", outcome)
-        counter = self._message_counters.get(key)
-        if counter is None:                # labels() costs a lock and a lookup: once per pair
-            counter = self._message_counters[key] = metrics.messages.labels(*key)
-        counter.inc()
-        metrics.handler_seconds.observe(seconds)
+        handled: Handled = self.core.handle(topic, payload, self._reactor.seconds())
+        self.metrics.handled(handled.kind, None if handled.error is None else handled.error.desc,
+                             time.perf_counter() - started)
+        self._absorb(handled.effects)
 
     def broker_connected(self) -> None:
-        self.core.liveness.bus_up(self._reactor.seconds())
+        self.core.bus_up(self._reactor.seconds())
 
     def broker_disconnected(self) -> None:
-        self.core.liveness.bus_down()
+        self.core.bus_down()
 
     def _sweep_now(self) -> None:
         self._absorb(self.core.sweep(self._reactor.seconds()))
@@ -170,7 +223,7 @@ class OrchestratorService(Service):
 
     def _absorb(self, effects: list[Effect]) -> None:
         self._turn.extend(effects)
-        if self._turn_call is None and (effects or self.core.registry.has_changes()):
+        if self._turn_call is None and (effects or self.core.has_changes()):
             self._turn_call = self._reactor.callLater(0, self._end_turn)
 
     # -- commit, then announce ---------------------------------------------------------------
@@ -180,13 +233,13 @@ class OrchestratorService(Service):
             self._turn_call.cancel()
         self._turn_call = None
         effects, self._turn = self._turn, []
-        changes = self.core.registry.take_changes()
+        changes = self.core.take_changes()
         nevents = sum(1 for e in effects if isinstance(e, Event))
         first_event = self.event_seq + 1
         self.event_seq += nevents
         durable = None
         if changes:
-            durable = self.store.commit(changes, self.core.registry.next_serial,
+            durable = self.store.commit(changes, self.core.next_serial,
                                         {"events": self.event_seq})
             durable.addCallbacks(lambda _: self._drain(), self._durability_lost)
             self._changes_since_snapshot += len(changes)
@@ -207,24 +260,21 @@ class OrchestratorService(Service):
     def _emit(self, effects: list[Effect], event_id: int) -> None:
         for effect in effects:
             if isinstance(effect, Publish):
-                if self.publisher is not None:
-                    self.publisher.publish(effect.topic, encode(effect.payload))
+                self.publisher.publish(effect.topic, encode(effect.payload))
             else:
-                if self.events is not None:
-                    self.events.append(event_id, effect, self._reactor.seconds())
-                if self.metrics is not None:
-                    self.metrics.events.labels(effect.type).inc()
+                self.events.append(event_id, effect, self._reactor.seconds())
+                self.metrics.announced(effect.type)
                 event_id += 1
 
     def _durability_lost(self, failure: Any) -> None:
         log.critical("the journal could not be made durable ({why}); stopping rather than "
                      "announce changes that may be lost", why=failure.getErrorMessage())
         self._outgoing.clear()
-        self._reactor.stop()
+        (self._stop or cast(IReactorCore, self._reactor).stop)()
 
     # -- snapshots ------------------------------------------------------------------------------
     def _snapshot_meta(self) -> dict[str, Any]:
-        return {"liveness": self.core.liveness.dump(), "events": self.event_seq}
+        return {"liveness": self.core.liveness_state(), "events": self.event_seq}
 
     def snapshot_if_changed(self) -> Deferred[None] | None:
         if self._changes_since_snapshot == 0:

@@ -96,30 +96,31 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     root = OrderedStop()
     if log_to_dir and config.log_dir:
         LogFileService(config.log_dir, config.debug).setServiceParent(root)
-    core = Orchestrator(config)
     metrics = Metrics()
+    core = Orchestrator(config, on_placement=metrics.placement_seconds.observe,
+                        on_failover=metrics.failover_seconds.observe)
     events = EventLog(event_renderer(core), keep=config.events_retained,
                       keep_seconds=config.events_retained_sec,
                       eager=lambda event: isinstance(event.record, Runtime))
-    store = Store(reactor, config.state_dir, config.journal_fsync)
-    store.on_sync = metrics.fsync_seconds.observe
-    core.on_placement = metrics.placement_seconds.observe
-    core.on_failover = metrics.failover_seconds.observe
-    orchestrator = OrchestratorService(reactor, core, store, events, metrics)
-    orchestrator.setName("orchestrator")
-    orchestrator.setServiceParent(root)
+    store = Store(reactor, config.state_dir, config.journal_fsync,
+                  on_sync=metrics.fsync_seconds.observe)
     topics = core.topics
+    # the link and the service point at each other: the link calls through these
+    # names, bound once the service exists just below
     mqtt = MQTTService(
         reactor, build_client(config, topics.status),
         host=config.mqtt, port=config.mqtt_port, keepalive=config.mqtt_keepalive,
         subscriptions=topics.subscriptions(), status_topic=topics.status,
-        on_message=orchestrator.message_received,
-        on_connected=orchestrator.broker_connected,
-        on_disconnected=orchestrator.broker_disconnected,
+        on_message=lambda topic, payload: orchestrator.message_received(topic, payload),
+        on_connected=lambda: orchestrator.broker_connected(),
+        on_disconnected=lambda: orchestrator.broker_disconnected(),
         buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay)
+    orchestrator = OrchestratorService(reactor, core, store, publisher=mqtt, events=events,
+                                       metrics=metrics, stop=reactor.stop)
+    orchestrator.setName("orchestrator")
+    orchestrator.setServiceParent(root)
     mqtt.setName("mqtt")
     mqtt.setServiceParent(root)
-    orchestrator.publisher = mqtt
     streams = EventStreams(reactor, events)
     _Running(streams.start, streams.stop).setServiceParent(root)
     metrics.watch(lambda: state_series(core, mqtt, streams, store))

@@ -44,6 +44,21 @@ class Metrics:
         self.fsync_seconds = Histogram("silverline_journal_fsync_seconds",
                                        "Time of one journal fsync (one batch or more)",
                                        buckets=SLOW, registry=r)
+        self._message_counters: dict[tuple[str, str], Any] = {}
+
+    # -- what the glue counts (service.Counts) --
+    def handled(self, kind: str, error: str | None, seconds: float) -> None:
+        if error is not None:
+            self.errors.labels(error).inc()
+        key = (kind, "ok" if error is None else "error")
+        counter = self._message_counters.get(key)
+        if counter is None:                # labels() costs a lock and a lookup: once per pair
+            counter = self._message_counters[key] = self.messages.labels(*key)
+        counter.inc()
+        self.handler_seconds.observe(seconds)
+
+    def announced(self, event_type: str) -> None:
+        self.events.labels(event_type).inc()
 
     def watch(self, read: Callable[[], Iterable[Metric]]) -> None:
         """Add current-value series, computed by ``read`` at every scrape."""

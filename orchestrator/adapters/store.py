@@ -96,7 +96,9 @@ class LoadReport:
 class Store:
     """Snapshots and journal in one directory; the reactor thread owns it."""
 
-    def __init__(self, reactor: Any, path: str, fsync: bool = True) -> None:
+    def __init__(self, reactor: Any, path: str, fsync: bool = True, *,
+                 on_sync: Callable[[float], None] = lambda seconds: None) -> None:
+        """``on_sync`` gets the seconds of each journal fsync (for metrics)."""
         self._reactor = reactor
         self.path = path
         #: False only for benchmarks: batches count as durable once written
@@ -109,7 +111,7 @@ class Store:
         self._syncing = False
         self._waiters: list[tuple[int, Deferred[None]]] = []
         self._snapshotting: Deferred[None] | None = None
-        self.on_sync: Callable[[float], None] = lambda seconds: None
+        self.on_sync = on_sync
 
     # -- start-up ----------------------------------------------------------------
     def load(self, registry: Registry) -> LoadReport:

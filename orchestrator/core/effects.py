@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
+from .envelope import ProtocolError
 from .model import Module, Runtime
 from .topics import Topics
 
-__all__ = ["Publish", "Event", "Effect", "Outbox"]
+__all__ = ["Publish", "Event", "Effect", "Handled", "Outbox", "OTHER"]
+
+#: the route kind of a topic that is not one of ours
+OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,17 @@ class Event:
 
 
 Effect = Union[Publish, Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What one message did: its route kind, its effects in order, and the
+    error it was refused with (None if accepted). The caller reads this and
+    never the core's insides."""
+
+    kind: str
+    effects: list[Effect]
+    error: ProtocolError | None = None
 
 
 class Outbox:

@@ -16,14 +16,14 @@ from typing import Any, Callable
 from twisted.logger import Logger
 
 from ..config import Config
-from .effects import Effect, Outbox
+from .effects import OTHER, Effect, Handled, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .explain import unplaced_reason
 from .fields import Fields, check_ident, module_fields, runtime_fields
 from .liveness import Liveness
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
 from .operations import OPERATIONS
-from .registry import Registry, canonical_uuid
+from .registry import Key, Record, Registry, canonical_uuid
 from .scheduler import Scheduler
 from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
 
@@ -52,7 +52,12 @@ class Orchestrator:
     log = Logger()
 
     def __init__(self, config: Config, registry: Registry | None = None,
-                 new_id: Callable[[], str] = new_uuid) -> None:
+                 new_id: Callable[[], str] = new_uuid, *,
+                 perf: Callable[[], float] = time.perf_counter,
+                 on_placement: Callable[[float], None] = _ignore,
+                 on_failover: Callable[[float], None] = _ignore) -> None:
+        """``on_placement`` and ``on_failover`` get how long each one took (by ``perf``):
+        observability hooks, they change nothing."""
         self.config = config
         self.topics = Topics(config.realm)
         self.registry = registry if registry is not None else Registry()
@@ -62,32 +67,33 @@ class Orchestrator:
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
         self._pending_acks: OrderedDict[str, str] = OrderedDict()
-        # observability hooks (the glue points them at metrics); they change nothing
-        self.perf: Callable[[], float] = time.perf_counter
-        self.on_placement: Callable[[float], None] = _ignore
-        self.on_failover: Callable[[float], None] = _ignore
+        self.perf = perf
+        self.on_placement = on_placement
+        self.on_failover = on_failover
 
     # -- entry points ---------------------------------------------------------
-    def handle(self, topic: str, payload: bytes, now: float) -> list[Effect]:
+    def handle(self, topic: str, payload: bytes, now: float) -> Handled:
         """Handle one MQTT message; never raises."""
         route = self.topics.route(topic)
         if route is None:
-            return []
+            return Handled(OTHER, [])
         out = Outbox(self.topics, self.new_id)
         msg: Any = None
+        error: ProtocolError | None = None
         try:
             msg = decode_payload(payload, self.config.max_payload_bytes)
             env = parse_envelope(msg)
             with self.registry.transaction():
                 self._dispatch(route, topic, env, out, now)
         except ProtocolError as e:
-            out.effects.clear()
-            out.error(request_id(msg), e.desc, e.data)
+            error = e
         except Exception as e:
             self.log.failure("while handling a message on {topic}", topic=topic)
+            error = ProtocolError("Uncaught exception", f"{type(e).__name__}: {e}"[:200])
+        if error is not None:
             out.effects.clear()
-            out.error(request_id(msg), "Uncaught exception", f"{type(e).__name__}: {e}"[:200])
-        return out.effects
+            out.error(request_id(msg), error.desc, error.data)
+        return Handled(route.kind, out.effects, error)
 
     def sweep(self, now: float) -> list[Effect]:
         """Declare dead the runtimes whose keepalives stopped (docs/protocol.md 10.1)."""
@@ -124,6 +130,32 @@ class Orchestrator:
             self.log.info("retention: dropped {nr} runtimes and {nm} modules dead since before "
                           "the retention period", nr=len(old_runtimes), nm=len(old_modules))
         return out.effects
+
+    # -- what the glue needs: the journal delta, liveness state, the broker link --
+    def has_changes(self) -> bool:
+        return self.registry.has_changes()
+
+    def take_changes(self) -> dict[Key, Record | None]:
+        """The registry changes since the last call: what the next journal batch holds."""
+        return self.registry.take_changes()
+
+    @property
+    def next_serial(self) -> int:
+        return self.registry.next_serial
+
+    def liveness_state(self) -> dict[str, Any]:
+        """Last-seen times: not journaled, kept in snapshots so a restart is fair."""
+        return self.liveness.dump()
+
+    def restore_liveness(self, saved: Any) -> None:
+        self.liveness.restore(saved)
+
+    def bus_up(self, now: float) -> None:
+        """Our broker link is up: judge runtimes again, after a grace period."""
+        self.liveness.bus_up(now)
+
+    def bus_down(self) -> None:
+        self.liveness.bus_down()
 
     # -- routing ------------------------------------------------------------------
     def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:

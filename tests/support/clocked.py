@@ -22,10 +22,9 @@ class ClockedService:
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.config = replace(Config(), state_dir=str(state_dir), journal_fsync=False, **config)
-        self.svc = OrchestratorService(self.clock, Orchestrator(self.config),
-                                       Store(self.clock, str(state_dir), False))
         self.published: list[tuple[str, Any]] = []
-        self.svc.publisher = self
+        self.svc = OrchestratorService(self.clock, Orchestrator(self.config),
+                                       Store(self.clock, str(state_dir), False), publisher=self)
         self.svc.startService()
         self.svc.broker_connected()
 

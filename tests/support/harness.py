@@ -31,7 +31,7 @@ class Harness:
     def send(self, topic: str, msg: Any) -> list[Publish]:
         """Handle one message; return what would be published."""
         payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
-        return self._split(self.core.handle(f"realm/proc/{topic}", payload, self.now))
+        return self._split(self.core.handle(f"realm/proc/{topic}", payload, self.now).effects)
 
     def _split(self, effects: list[Any]) -> list[Publish]:
         """The publishes as they go on the wire (through JSON: tuples become lists)."""

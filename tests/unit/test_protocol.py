@@ -256,7 +256,7 @@ def test_our_own_replies_heard_back_are_ignored(h: Harness) -> None:
     h.register()
     out = h.create(uuid=M1)
     for p in out:                     # MQTT 3.1.1 has no No-Local: we hear everything
-        assert h.core.handle(p.topic, json.dumps(p.payload).encode(), h.now) == [] or \
+        assert h.core.handle(p.topic, json.dumps(p.payload).encode(), h.now).effects == [] or \
             p.topic.endswith("/notif")
     assert h.registry.modules[M1].alive
 
@@ -386,8 +386,8 @@ def test_a_bug_in_a_handler_is_reported_and_rolled_back(h: Harness, monkeypatch)
 
 
 def test_topics_outside_ours_are_ignored(h: Harness) -> None:
-    assert h.core.handle("other/proc/reg", b"{}", 0) == []
-    assert h.core.handle("realm/proc/reg/a/b", b"{}", 0) == []
+    assert h.core.handle("other/proc/reg", b"{}", 0).effects == []
+    assert h.core.handle("realm/proc/reg/a/b", b"{}", 0).effects == []
 
 
 def test_list_lengths_are_bounded(h: Harness) -> None:

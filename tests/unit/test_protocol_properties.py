@@ -66,7 +66,7 @@ def state(h: Harness) -> tuple[dict, dict]:
 def check_one(topic: str, payload: bytes) -> None:
     h = fresh()
     before = state(h)
-    out = h.core.handle(f"realm/proc/{topic}", payload, h.now)   # must not raise
+    out = h.core.handle(f"realm/proc/{topic}", payload, h.now).effects   # must not raise
     errs = [e for e in out if getattr(e, "topic", "").endswith("/log/orchestrator")]
     assert all(e.payload["data"]["desc"] != "Uncaught exception" for e in errs), errs
     if errs:
