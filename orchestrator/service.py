@@ -141,6 +141,7 @@ class OrchestratorService(Service):
         self._turn_call: IDelayedCall | None = None
         self._outgoing: deque[tuple[list[Effect], Deferred[None] | None, int]] = deque()
         self._accepting = False
+        self._lost = False              # a batch could not be made durable: we are stopping
         self._changes_since_snapshot = 0
         self._sweep = LoopingCall(self._sweep_now)
         self._snapshot_timer = LoopingCall(self.snapshot_if_changed)
@@ -250,6 +251,9 @@ class OrchestratorService(Service):
             self.snapshot_if_changed()
 
     def _drain(self) -> None:
+        if self._lost:
+            self._outgoing.clear()      # nothing goes out after a lost batch, ever
+            return
         while self._outgoing:
             effects, durable, first_event = self._outgoing[0]
             if durable is not None and not durable.called:
@@ -267,9 +271,14 @@ class OrchestratorService(Service):
                 event_id += 1
 
     def _durability_lost(self, failure: Any) -> None:
+        """Every batch waiting on a failed sync fails: stop once, announce nothing more."""
+        self._outgoing.clear()
+        if self._lost:
+            return
+        self._lost = True
+        self._accepting = False
         log.critical("the journal could not be made durable ({why}); stopping rather than "
                      "announce changes that may be lost", why=failure.getErrorMessage())
-        self._outgoing.clear()
         (self._stop or cast(IReactorCore, self._reactor).stop)()
 
     # -- snapshots ------------------------------------------------------------------------------

@@ -1,47 +1,19 @@
-"""Drive the pure protocol core by hand: no reactor, no broker."""
+"""Drive the pure protocol core by hand: orchestrator.testing's harness plus message makers."""
 
 from __future__ import annotations
 
-import itertools
-import json
-from dataclasses import replace
 from typing import Any
 
-from orchestrator.config import Config
-from orchestrator.core.effects import Event, Publish
-from orchestrator.core.protocol import Orchestrator
+from orchestrator.core.effects import Publish
+from orchestrator.testing import CoreHarness
 
 RT1 = "11111111-1111-4111-8111-111111111111"
 RT2 = "22222222-2222-4222-8222-222222222222"
 RT3 = "33333333-3333-4333-8333-333333333333"
 
 
-class Harness:
-    """An orchestrator with predictable ids and a clock the test moves."""
-
-    def __init__(self, **config: Any) -> None:
-        ids = (f"id-{n}" for n in itertools.count(1))
-        self.config = replace(Config(), **config)
-        self.core = Orchestrator(self.config, new_id=lambda: next(ids))
-        self.registry = self.core.registry
-        self.topics = self.core.topics
-        self.now = 1_000_000.0
-        self.events: list[Event] = []
-
-    def send(self, topic: str, msg: Any) -> list[Publish]:
-        """Handle one message; return what would be published."""
-        payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
-        return self._split(self.core.handle(f"realm/proc/{topic}", payload, self.now).effects)
-
-    def _split(self, effects: list[Any]) -> list[Publish]:
-        """The publishes as they go on the wire (through JSON: tuples become lists)."""
-        self.events.extend(e for e in effects if isinstance(e, Event))
-        self.registry.take_changes()
-        return [Publish(e.topic, json.loads(json.dumps(e.payload)))
-                for e in effects if isinstance(e, Publish)]
-
-    def sweep(self) -> list[Publish]:
-        return self._split(self.core.sweep(self.now))
+class Harness(CoreHarness):
+    """The shipped core harness, with the messages the tests send."""
 
     # -- message makers ----------------------------------------------------
     def register(self, uuid: str = RT1, topic: str = "reg", **data: Any) -> list[Publish]:
