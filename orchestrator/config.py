@@ -13,11 +13,39 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Config", "ConfigError", "load_config", "config_from_mapping", "read_password"]
+__all__ = ["Config", "ConfigError", "broker_addresses", "load_config", "config_from_mapping",
+           "read_password"]
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message names the key."""
+
+
+def _split_address(text: str, default_port: int) -> tuple[str, int] | None:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); None if malformed."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            return None
+    elif text.count(":") == 1:
+        host, _, digits = text.partition(":")
+        rest = ":" + digits
+    else:
+        host, rest = text, ""               # a name, IPv4, or a bare IPv6 address
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return None
+    port = int(rest[1:]) if rest else default_port
+    if not host or any(c.isspace() or c in "/[]" for c in host) or not 0 < port < 65536:
+        return None
+    return host, port
+
+
+def _broker_addresses(value: Any, default_port: int = 1883) -> list[tuple[str, int]] | None:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        return None
+    addresses = [_split_address(v, default_port) if isinstance(v, str) else None for v in items]
+    return None if any(a is None for a in addresses) else addresses  # type: ignore[return-value]
 
 
 def _is_int(v: Any) -> bool:
@@ -52,14 +80,14 @@ class Config:
     http_port: int = 8000
     debug: bool = True
     realm: str = "realm"
-    mqtt: str = "localhost"
+    mqtt: str | tuple[str, ...] = "localhost"      # one address or several: "host[:port]"
     mqtt_port: int = 1883
     use_ssl: bool = False
     mqtt_username: str | None = "arts"
     pwd: str = "mqtt_pwd.txt"
     log_dir: str | None = "."
     # MQTT connection
-    mqtt_protocol: str = "5"
+    mqtt_protocol: str = "auto"
     mqtt_client_id: str | None = None
     mqtt_keepalive: int = 30
     mqtt_ca_file: str | None = None
@@ -92,13 +120,14 @@ _CHECKS: dict[str, _Check] = {
     "http_port": (lambda v: _is_int(v) and 0 <= v < 65536, "an integer port 0-65535"),
     "debug": _BOOL,
     "realm": (_topic_safe, "a non-empty string without '+', '#'"),
-    "mqtt": (lambda v: isinstance(v, str) and v != "", "a host name"),
+    "mqtt": (lambda v: _broker_addresses(v) is not None,
+             'a "host[:port]" or a non-empty list of them'),
     "mqtt_port": _PORT,
     "use_ssl": _BOOL,
     "mqtt_username": _OPT_STR,
     "pwd": _STR,
     "log_dir": _OPT_STR,
-    "mqtt_protocol": (lambda v: v in ("5", "3.1.1"), '"5" or "3.1.1"'),
+    "mqtt_protocol": (lambda v: v in ("auto", "5", "3.1.1"), '"auto", "5" or "3.1.1"'),
     "mqtt_client_id": _OPT_STR,
     "mqtt_keepalive": _POS_INT,
     "mqtt_ca_file": _OPT_STR,
@@ -126,6 +155,13 @@ _CHECKS: dict[str, _Check] = {
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(Config)}
 
 
+def broker_addresses(config: Config) -> list[tuple[str, int]]:
+    """The brokers to try, in order; ``mqtt_port`` is the port of those without one."""
+    addresses = _broker_addresses(config.mqtt, config.mqtt_port)
+    assert addresses is not None, "checked when the config was loaded"
+    return addresses
+
+
 def config_from_mapping(raw: Any) -> tuple[Config, list[str]]:
     """Check a parsed config document; return it and the unknown keys."""
     if not isinstance(raw, dict):
@@ -140,6 +176,8 @@ def config_from_mapping(raw: Any) -> tuple[Config, list[str]]:
         ok, expected = check
         if not ok(value):
             raise ConfigError(f"config key {key!r}: expected {expected}, got {json.dumps(value)}")
+        if isinstance(value, list):
+            value = tuple(value)
         values[key] = float(value) if isinstance(Config.__dataclass_fields__[key].default, float) else value
     return Config(**values), sorted(unknown)
 

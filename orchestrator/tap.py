@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, broker_addresses, load_config
 from .core.events import EventLog
 from .adapters.logfile import LogFileService, NotifyReady
 from .adapters.metrics import Metrics, state_series
@@ -109,7 +109,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     # names, bound once the service exists just below
     mqtt = MQTTService(
         reactor, build_client(config, topics.status),
-        host=config.mqtt, port=config.mqtt_port, keepalive=config.mqtt_keepalive,
+        brokers=broker_addresses(config), protocol=config.mqtt_protocol,
+        keepalive=config.mqtt_keepalive,
         subscriptions=topics.subscriptions(), status_topic=topics.status,
         on_message=lambda topic, payload: orchestrator.message_received(topic, payload),
         on_connected=lambda: orchestrator.broker_connected(),
@@ -130,7 +131,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
         if orchestrator.loaded is None:
             reasons.append("state not loaded yet")
         if not mqtt.subscribed:
-            reasons.append(f"not connected to the MQTT broker {config.mqtt}:{config.mqtt_port}")
+            reasons.append(f"not connected to the MQTT broker (trying {mqtt.broker})")
         return reasons
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,

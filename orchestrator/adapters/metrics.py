@@ -92,6 +92,11 @@ def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Met
     if mqtt is not None:
         yield GaugeMetricFamily("silverline_broker_connected",
                                 "1 while subscribed on the broker", value=int(mqtt.subscribed))
+        broker = GaugeMetricFamily("silverline_broker_info",
+                                   "The broker address in use (or being tried) and the MQTT "
+                                   "version spoken", labels=["address", "protocol"])
+        broker.add_metric([mqtt.broker, mqtt.protocol], 1)
+        yield broker
         yield CounterMetricFamily("silverline_broker_reconnects",
                                   "Connections to the broker after the first",
                                   value=mqtt.reconnects)

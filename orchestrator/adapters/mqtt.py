@@ -4,9 +4,17 @@ The reactor watches paho's socket and calls ``loop_read``/``loop_write``;
 ``loop_misc`` (pings) runs in a ``LoopingCall`` while a socket is open.
 Connecting blocks (DNS, TCP, TLS), so ``reconnect()`` runs in the reactor's
 thread pool and the socket callbacks it triggers are sent back to the
-reactor thread. Reconnects back off exponentially up to a cap; every
+reactor thread. Reconnects back off exponentially up to a cap, and the backoff
+resets only once the broker has granted our subscriptions (a broker that
+accepts the connection but refuses the subscription is not "reached"); every
 connect subscribes again and publishes the retained ``online`` status.
 Publishes made while disconnected wait in a bounded buffer.
+
+Several broker addresses (nodes of a cluster) are tried in order: a failed
+attempt or a lost connection moves on to the next. With ``mqtt_protocol``
+``"auto"`` each connection starts with MQTT 5 and falls back to 3.1.1 at once
+when the broker refuses 5 (a 3.1.1-only broker answers "unacceptable protocol
+version" or hangs up before CONNACK), so an upgraded broker gets 5 again.
 
 This module decides nothing about the protocol: messages go to a callback.
 """
@@ -17,7 +25,7 @@ import collections
 import hashlib
 import socket
 import ssl
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -46,7 +54,7 @@ def default_client_id(realm: str) -> str:
 
 def build_client(config: Config, status_topic: str) -> paho.Client:
     """A paho client set up from config: protocol, credentials, TLS, will."""
-    v5 = config.mqtt_protocol == "5"
+    v5 = config.mqtt_protocol != "3.1.1"
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=config.mqtt_client_id or default_client_id(config.realm),
@@ -104,25 +112,56 @@ class _SocketWatcher:
         self._client.loop_write()
 
 
+# paho has no public way to change the protocol of a client; it switches
+# ``_protocol`` itself (3.1.1 -> 3.1 on refusal), and so do we, between attempts.
+def _speak(client: paho.Client, version: int) -> None:
+    if client._protocol == version:
+        return
+    client._protocol = version
+    if version != paho.MQTTv5:
+        # 3.1.1 has a clean-session flag where 5 has clean-start: keep what was asked
+        client._clean_session = client._clean_start is not False
+
+
+def _refused_version(reason_code: Any) -> bool:
+    """A CONNACK that means "not MQTT 5" (a 3.1.1 broker's code 1 reads as 0x84)."""
+    return getattr(reason_code, "value", None) in (0x01, 0x84)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class MQTTService(Service):
     """Keeps one broker connection up for as long as the service runs."""
 
-    def __init__(self, reactor: Any, client: paho.Client, *, host: str, port: int,
-                 keepalive: int, subscriptions: list[str], status_topic: str,
+    def __init__(self, reactor: Any, client: paho.Client, *,
+                 brokers: Sequence[tuple[str, int]], keepalive: int,
+                 subscriptions: list[str], status_topic: str,
                  on_message: Callable[[str, bytes], None],
                  on_connected: Callable[[], None] = lambda: None,
                  on_disconnected: Callable[[], None] = lambda: None,
                  buffer_size: int = 10000, max_delay: float = 30.0,
-                 no_local: bool = True) -> None:
+                 no_local: bool = True, protocol: str = "auto") -> None:
         self._reactor = reactor
         self.client = client
-        self._host, self._port, self._keepalive = host, port, keepalive
+        if not brokers:
+            raise ValueError("at least one broker address is needed")
+        self._brokers = list(brokers)
+        self._index = 0                 # the broker tried last, or in use
+        self._keepalive = keepalive
+        self._auto = protocol == "auto"
+        self._version = paho.MQTTv311 if protocol == "3.1.1" else paho.MQTTv5
+        self._spoken: dict[int, int] = {}   # broker index -> version that last worked
+        self._opened = False            # the current attempt reached the broker (TCP)
+        self._connack = False           # ... and it answered our CONNECT
+        self._refused_v5 = False        # ... saying it does not speak MQTT 5
         self._subscriptions = subscriptions
         self._status_topic = status_topic
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
-        self._no_local = no_local and client.protocol == paho.MQTTv5
+        self._no_local = no_local
         self._retry = backoffPolicy(initialDelay=0.5, maxDelay=max_delay)
         self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque(
             maxlen=buffer_size)
@@ -168,6 +207,7 @@ class MQTTService(Service):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
+        self._opened = True
         self._watcher = _SocketWatcher(self.client, sock)
         self._reactor.addReader(self._watcher)
         if not self._misc.running:
@@ -193,12 +233,22 @@ class MQTTService(Service):
             self._misc.stop()
 
     # -- connecting ---------------------------------------------------------------------
+    @property
+    def broker(self) -> str:
+        """The address in use (or being tried): ``host:port``."""
+        return _address(*self._brokers[self._index])
+
+    @property
+    def backoff_step(self) -> int:
+        """Failed attempts since the broker last granted our subscriptions."""
+        return self._attempt
+
+    @property
+    def protocol(self) -> str:
+        return "5" if self._version == paho.MQTTv5 else "3.1.1"
+
     def startService(self) -> None:
         super().startService()
-        kwargs: dict[str, Any] = {}
-        if self.client.protocol == paho.MQTTv5:
-            kwargs["clean_start"] = True
-        self.client.connect_async(self._host, self._port, self._keepalive, **kwargs)
         self._connect_now()
 
     def _connect_now(self) -> None:
@@ -206,6 +256,10 @@ class MQTTService(Service):
         if not self.running or self._connecting or self.connected:
             return
         self._connecting = True
+        self._opened = self._connack = self._refused_v5 = False
+        host, port = self._brokers[self._index]
+        _speak(self.client, self._version)
+        self.client.connect_async(host, port, self._keepalive, clean_start=True)
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
                               self.client.reconnect)
 
@@ -225,32 +279,58 @@ class MQTTService(Service):
     def _retry_later(self, why: str) -> None:
         if not self.running or self._timer is not None or self._connecting:
             return
+        if self._auto and self._version == paho.MQTTv5 and (
+                self._refused_v5 or (self._opened and not self._connack)):
+            self._version = paho.MQTTv311           # the same broker again, at once
+            self._timer = self._reactor.callLater(0, self._connect_now)
+            return
+        failed = self.broker
+        self._index = (self._index + 1) % len(self._brokers)
+        if self._auto:
+            self._version = paho.MQTTv5
         delay = self._retry(self._attempt)
         self._attempt += 1
-        log.warn("MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f}s",
-                 host=self._host, port=self._port, why=why, delay=delay)
+        log.warn("MQTT broker {failed} unreachable ({why}); trying {next} in {delay:.1f}s",
+                 failed=failed, why=why, next=self.broker, delay=delay)
         self._timer = self._reactor.callLater(delay, self._connect_now)
 
     # -- paho callbacks (reactor thread, inside loop_read/loop_write/loop_misc) ------
     def _connected(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                    properties: Any) -> None:
+        self._connack = True
         if reason_code.is_failure:
-            log.error("MQTT broker refused the connection: {rc}", rc=str(reason_code))
+            self._refused_v5 = self._version == paho.MQTTv5 and _refused_version(reason_code)
+            if not (self._auto and self._refused_v5):
+                log.error("MQTT broker {broker} refused the connection: {rc}",
+                          broker=self.broker, rc=str(reason_code))
             return                      # the broker closes; _disconnected retries
         if self.connected:
             return
         self.connected = True
-        self._attempt = 0
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
-        log.info("MQTT connected to {host}:{port}", host=self._host, port=self._port)
-        opts = SubscribeOptions(qos=1, noLocal=True) if self._no_local else 1
+        self._say_which_version()
+        log.info("MQTT connected to {broker} (MQTT {protocol})", broker=self.broker,
+                 protocol=self.protocol)
+        v5 = self._version == paho.MQTTv5
+        opts = SubscribeOptions(qos=1, noLocal=True) if self._no_local and v5 else 1
         _, self._sub_mid = client.subscribe([(t, opts) for t in self._subscriptions])
         client.publish(self._status_topic, b"online", qos=1, retain=True)
         while self._buffer and self.connected:
             topic, payload, retain = self._buffer.popleft()
             self.publish(topic, payload, retain)
+
+    def _say_which_version(self) -> None:
+        before = self._spoken.get(self._index)
+        self._spoken[self._index] = self._version
+        if not self._auto or before == self._version:
+            return
+        if self._version != paho.MQTTv5:
+            log.warn("MQTT broker {broker} does not speak MQTT 5: using 3.1.1 (no No-Local: "
+                     "our own publishes are recognised and ignored)", broker=self.broker)
+        elif before is not None:
+            log.info("MQTT broker {broker} speaks MQTT 5 again: using it", broker=self.broker)
 
     def _subscribed(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
                     properties: Any) -> None:
@@ -258,7 +338,13 @@ class MQTTService(Service):
             return
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
-            log.error("MQTT broker refused subscriptions: {refused}", refused=refused)
+            # connected but deaf (e.g. the cluster node holding our queue is gone):
+            # not a reached broker; hang up and go on with the backoff still growing
+            log.error("MQTT broker {broker} refused our subscriptions ({refused}); "
+                      "disconnecting to try again", broker=self.broker, refused=refused)
+            client.disconnect()
+            return
+        self._attempt = 0
         self.subscribed = True
         self._call(self._on_connected)
 

@@ -12,9 +12,10 @@ import pytest_twisted
 from twisted.internet.task import LoopingCall
 from twisted.logger import globalLogPublisher
 
-from orchestrator.config import Config
+from orchestrator.config import Config, broker_addresses
 from orchestrator.adapters.mqtt import MQTTService, build_client
-from tests.support.broker import Mosquitto, free_port
+from tests.support.blackhole import BlackHole
+from tests.support.broker import Mosquitto
 from tests.support.peer import Peer
 from tests.support.twisted import eventually, within
 
@@ -22,8 +23,9 @@ STATUS = "realm/proc/orchestrator/status"
 
 
 def link(reactor: Any, config: Config, **kw: Any) -> MQTTService:
-    return MQTTService(reactor, build_client(config, STATUS), host=config.mqtt,
-                       port=config.mqtt_port, keepalive=config.mqtt_keepalive,
+    return MQTTService(reactor, build_client(config, STATUS),
+                       brokers=broker_addresses(config), protocol=config.mqtt_protocol,
+                       keepalive=config.mqtt_keepalive,
                        subscriptions=["realm/proc/control"], status_topic=STATUS,
                        on_message=lambda topic, payload: None, max_delay=1.0, **kw)
 
@@ -76,8 +78,9 @@ async def test_publishes_wait_in_a_bounded_buffer_while_the_broker_is_away(
 @pytest_twisted.ensureDeferred
 @within(30)
 async def test_reactor_keeps_running_while_connects_hang(reactor: Any) -> None:
-    # a black-holed address: the TCP connect waits for its timeout, in a thread
-    svc = link(reactor, replace(plain(free_port()), mqtt="10.255.255.1"))
+    # a black-holed port on loopback: the TCP connect waits for its timeout, in a thread
+    hole = BlackHole()
+    svc = link(reactor, plain(hole.port))
     ticks = []
     ticker = LoopingCall(lambda: ticks.append(reactor.seconds()))
     ticker.clock = reactor
@@ -90,6 +93,7 @@ async def test_reactor_keeps_running_while_connects_hang(reactor: Any) -> None:
     finally:
         ticker.stop()
         await svc.stopService()
+        hole.close()
 
 
 @pytest_twisted.ensureDeferred

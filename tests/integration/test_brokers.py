@@ -1,0 +1,165 @@
+"""Several broker addresses, MQTT version fallback, and refused subscriptions, against
+real brokers: private mosquittos and a private nats-server (whose MQTT is 3.1.1 only)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import pytest_twisted
+from twisted.logger import formatEvent, globalLogPublisher
+
+from orchestrator.adapters.mqtt import MQTTService, build_client
+from orchestrator.config import Config, broker_addresses
+from tests.support.broker import Mosquitto, free_port
+from tests.support.nats import NatsServer
+from tests.support.peer import Peer
+from tests.support.twisted import eventually, within
+
+STATUS = "realm/proc/orchestrator/status"
+TOPIC = "realm/proc/control"
+
+
+def link(reactor: Any, config: Config, heard: list[bytes] | None = None) -> MQTTService:
+    sink: list[bytes] = [] if heard is None else heard
+    return MQTTService(reactor, build_client(config, STATUS),
+                       brokers=broker_addresses(config), protocol=config.mqtt_protocol,
+                       keepalive=config.mqtt_keepalive, subscriptions=[TOPIC],
+                       status_topic=STATUS, max_delay=4.0,
+                       on_message=lambda topic, payload: sink.append(payload))
+
+
+def config(mqtt: Any, **kw: Any) -> Config:
+    return replace(Config(), **{"mqtt": mqtt, "mqtt_username": None, **kw})
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    def observe(event: dict) -> None:
+        lines.append(formatEvent(event))
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_twisted.ensureDeferred
+@within(40)
+async def test_auto_falls_back_to_3_1_1_on_a_broker_that_refuses_5(
+        reactor: Any, nats: NatsServer, logged: list[str]) -> None:
+    heard: list[bytes] = []
+    svc = link(reactor, config(f"127.0.0.1:{nats.port}"), heard)
+    try:
+        svc.startService()
+        await eventually(lambda: svc.subscribed, 20, "a 3.1.1 session on nats-server")
+        assert svc.protocol == "3.1.1" and svc.broker == f"127.0.0.1:{nats.port}"
+        said = [line for line in logged if "does not speak MQTT 5" in line]
+        assert len(said) == 1, said
+        assert not any("refused the connection" in line for line in logged)
+        # and it works: a message published to the broker reaches the service
+        peer = await Peer(reactor, nats.port, "client", v5=False).connect()
+        peer.publish(TOPIC, {"hello": 1})
+        await eventually(lambda: heard, 10, "the message through nats-server")
+        peer.close()
+    finally:
+        await svc.stopService()
+
+
+@pytest_twisted.ensureDeferred
+@within(30)
+async def test_a_pinned_version_is_kept_even_when_refused(
+        reactor: Any, nats: NatsServer, logged: list[str]) -> None:
+    svc = link(reactor, config(f"127.0.0.1:{nats.port}", mqtt_protocol="5"))
+    try:
+        svc.startService()
+        await eventually(lambda: any("refused the connection" in line for line in logged), 10)
+        assert not svc.connected and svc.protocol == "5"
+    finally:
+        await svc.stopService()
+
+
+@pytest_twisted.ensureDeferred
+@within(30)
+async def test_auto_speaks_5_where_it_is_offered(reactor: Any, tmp_path: Path,
+                                                 logged: list[str]) -> None:
+    broker = Mosquitto(tmp_path / "m")
+    broker.start()
+    svc = link(reactor, config("127.0.0.1", mqtt_port=broker.port))
+    try:
+        svc.startService()
+        await eventually(lambda: svc.subscribed, 10)
+        assert svc.protocol == "5"
+        assert not any("does not speak MQTT 5" in line for line in logged)
+    finally:
+        await svc.stopService()
+        broker.stop()
+
+
+@pytest_twisted.ensureDeferred
+@within(60)
+async def test_several_addresses_first_reachable_then_the_next_on_loss(
+        reactor: Any, tmp_path: Path, nats: NatsServer) -> None:
+    first = Mosquitto(tmp_path / "first")          # not started: nothing listens there
+    second = Mosquitto(tmp_path / "second")
+    second.start()
+    addresses = [f"127.0.0.1:{first.port}", f"localhost:{second.port}",
+                 f"127.0.0.1:{nats.port}"]
+    svc = link(reactor, config(addresses))
+    try:
+        svc.startService()
+        await eventually(lambda: svc.subscribed, 20, "the second address")
+        assert svc.broker == f"localhost:{second.port}" and svc.protocol == "5"
+        second.kill()                               # on loss: on to the next address
+        await eventually(lambda: svc.subscribed and svc.broker.endswith(f":{nats.port}"), 30,
+                         "the third address, a 3.1.1 broker")
+        assert svc.protocol == "3.1.1" and svc.reconnects == 1
+    finally:
+        await svc.stopService()
+        second.stop()
+
+
+@pytest_twisted.ensureDeferred
+@within(60)
+async def test_the_backoff_resets_only_once_the_subscription_is_granted(
+        reactor: Any, tmp_path: Path, logged: list[str]) -> None:
+    deny = ('authorization { users: [\n'
+            '  { user: "deaf", password: "p", permissions: { subscribe: { deny: ["realm.>"] } } }\n'
+            '  { user: "arts", password: "p" } ] }\n')
+    server = NatsServer(tmp_path / "nats-acl", extra=deny)
+    server.start()
+    (tmp_path / "pwd").write_text("p\n")
+    deaf = link(reactor, config(f"127.0.0.1:{server.port}", mqtt_username="deaf",
+                                pwd=str(tmp_path / "pwd"), mqtt_client_id="deaf"))
+    good = link(reactor, config(f"127.0.0.1:{server.port}", mqtt_username="arts",
+                                pwd=str(tmp_path / "pwd"), mqtt_client_id="good"))
+    try:
+        deaf.startService()
+        good.startService()
+        await eventually(lambda: sum("refused our subscriptions" in line
+                                     for line in logged) >= 3, 40, "three refused subscriptions")
+        assert not deaf.subscribed
+        assert deaf.backoff_step >= 3, "each refusal must count as a failed attempt"
+        await eventually(lambda: good.subscribed, 10)
+        assert good.backoff_step == 0
+    finally:
+        await deaf.stopService()
+        await good.stopService()
+        server.stop()
+
+
+def test_broker_addresses_from_config() -> None:
+    port = free_port()
+    c = config(["a", f"b:{port}", "[::1]:7", "[fe80::1]"], mqtt_port=1999)
+    assert broker_addresses(c) == [("a", 1999), ("b", port), ("::1", 7), ("fe80::1", 1999)]
+    assert broker_addresses(config("h")) == [("h", 1883)]
