@@ -28,7 +28,7 @@ import ssl
 from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
@@ -114,7 +114,7 @@ class _SocketWatcher:
 
 # paho has no public way to change the protocol of a client; it switches
 # ``_protocol`` itself (3.1.1 -> 3.1 on refusal), and so do we, between attempts.
-def _speak(client: paho.Client, version: int) -> None:
+def _speak(client: paho.Client, version: MQTTProtocolVersion) -> None:
     if client._protocol == version:
         return
     client._protocol = version
@@ -152,7 +152,7 @@ class MQTTService(Service):
         self._keepalive = keepalive
         self._auto = protocol == "auto"
         self._version = paho.MQTTv311 if protocol == "3.1.1" else paho.MQTTv5
-        self._spoken: dict[int, int] = {}   # broker index -> version that last worked
+        self._spoken: dict[int, MQTTProtocolVersion] = {}   # broker -> version that worked
         self._opened = False            # the current attempt reached the broker (TCP)
         self._connack = False           # ... and it answered our CONNECT
         self._refused_v5 = False        # ... saying it does not speak MQTT 5
