@@ -24,7 +24,9 @@ from .core.model import Runtime
 from .adapters.mqtt import MQTTService, build_client
 from .core.protocol import Orchestrator
 from .service import OrchestratorService
+from .adapters.output_stream import OutputStreams
 from .adapters.sse import EventStreams, event_renderer
+from .core.output import ModuleOutput
 from .adapters.store import Store
 from .adapters.web import RestApi
 
@@ -105,14 +107,22 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     store = Store(reactor, config.state_dir, config.journal_fsync,
                   on_sync=metrics.fsync_seconds.observe)
     topics = core.topics
+    # module output (ids start at the start time in ms, so they grow across restarts)
+    output = ModuleOutput(config.realm, first_id=int(reactor.seconds() * 1000))
+
+    def on_message(topic: str, payload: bytes) -> None:
+        if not output.accept(topic, payload, reactor.seconds()):
+            orchestrator.message_received(topic, payload)
+
     # the link and the service point at each other: the link calls through these
     # names, bound once the service exists just below
     mqtt = MQTTService(
         reactor, build_client(config, topics.status),
         brokers=broker_addresses(config), protocol=config.mqtt_protocol,
         keepalive=config.mqtt_keepalive,
-        subscriptions=topics.subscriptions(), status_topic=topics.status,
-        on_message=lambda topic, payload: orchestrator.message_received(topic, payload),
+        subscriptions=topics.subscriptions() + output.subscriptions(),
+        status_topic=topics.status,
+        on_message=on_message,
         on_connected=lambda: orchestrator.broker_connected(),
         on_disconnected=lambda: orchestrator.broker_disconnected(),
         buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay)
@@ -124,6 +134,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     mqtt.setServiceParent(root)
     streams = EventStreams(reactor, events)
     _Running(streams.start, streams.stop).setServiceParent(root)
+    output_streams = OutputStreams(reactor, output)
+    _Running(output_streams.start, output_streams.stop).setServiceParent(root)
     metrics.watch(lambda: state_series(core, mqtt, streams, store))
 
     def not_ready() -> list[str]:
@@ -135,7 +147,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
         return reasons
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,
-                  token=config.rest_token)
+                  token=config.rest_token, output=output_streams)
     site = Site(api.resource())
     site.displayTracebacks = False
     web = strports.service(_listen_endpoint(config), site, reactor=reactor)

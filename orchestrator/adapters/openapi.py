@@ -40,7 +40,10 @@ MODULE_DETAIL = _obj({
     "resources": {"type": ["object", "null"]}, "alive": {"type": "boolean"},
     "status": {"enum": list(ModuleStatus.ALL)},
     "fault_crash": {"enum": ["ignore", "restart"]}, "metadata": ANY,
-    "created_at": TIME, "acked_at": TIME})
+    "created_at": TIME, "acked_at": TIME}, {
+    "waiting": {"type": ["string", "null"],
+                "description": "queued or killed: why it is not running, e.g. "
+                               "'waiting: no room: all 3 compatible runtimes are full'"}})
 
 RUNTIME_FIELDS = {
     "uuid": {"type": "string"}, "name": {"type": "string"}, "apis": LISTISH,
@@ -50,7 +53,9 @@ RUNTIME_FIELDS = {
     "max_nmodules": {"type": "integer", "description": "0 = unlimited"},
     "platform": ANY, "nmodules": {"type": "integer", "description": "alive modules"},
     "registered_at": TIME, "last_seen": TIME, "dead_reason": NULLABLE_STR,
-    "manager": NULLABLE_STR}
+    "manager": NULLABLE_STR,
+    "drained": {"type": "boolean", "description": "an operator drained it: the scheduler "
+                                                  "places nothing more there"}}
 
 SCHEMAS: dict[str, Any] = {
     "ModuleBrief": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
@@ -63,7 +68,9 @@ SCHEMAS: dict[str, Any] = {
                             "children": {"type": "array", "items": _ref("ModuleBrief")}}),
     "RuntimeDetail": _obj(RUNTIME_FIELDS, {"children": {
         "type": "array", "items": _ref("ModuleDetail"),
-        "description": "its alive and queued modules (left out with children=false)"}}),
+        "description": "its modules that are not dead: alive, queued, exiting, and killed "
+                       "ones waiting for it to come back (left out with children=false)"},
+        "nwaiting": {"type": "integer", "description": "its queued and killed modules"}}),
     "RuntimeList": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeSummary")}}),
     "RuntimePage": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeDetail")}},
                         {"next": NULLABLE_STR}),
@@ -73,6 +80,9 @@ SCHEMAS: dict[str, Any] = {
     "NotFound": {"type": "object", "maxProperties": 0,
                  "description": "{}: what both libsilverline generations take as not found"},
     "Error": _obj({"error": {"type": "string"}}, {"parameter": {"type": "string"}}),
+    "OutputLine": _obj({"id": {"type": "integer", "description": "grows, also across restarts"},
+                        "time": TIME, "stream": {"type": "string"},
+                        "text": {"type": "string"}}),
     "Health": _obj({"status": {"const": "ok"}}),
     "Ready": _obj({"ready": {"type": "boolean"}},
                   {"reasons": {"type": "array", "items": {"type": "string"}}}),
@@ -100,8 +110,9 @@ LIST_PARAMS = [
      "description": "runtimes only: false leaves out each runtime's modules"},
 ]
 Q = {"name": "q", "in": "path", "required": True, "schema": {"type": "string"},
-     "description": "full uuid (any case, hyphens optional), else newest alive with this "
-                    "name, else the alive object whose uuid ends with it"}
+     "description": "full uuid (any case, hyphens optional); else a name (the newest alive "
+                    "with it, else the newest of any status); else a short id, the end of the "
+                    "uuid (alive first)"}
 BAD = _json(_ref("Error"), "a bad parameter, named in `parameter`")
 
 
@@ -140,6 +151,29 @@ def openapi_document() -> dict[str, Any]:
             "/api/runtimes/{q}/": _detail_op("runtime"),
             "/api/modules/": _list_op("module", "modules (default: alive ones)"),
             "/api/modules/{q}/": _detail_op("module"),
+            "/api/modules/{q}/logs": {"get": {
+                "summary": "the module's output, as its runtime published it",
+                "description": "The last lines kept in memory (1,000 per module, 16 MiB "
+                               "in all; not kept across restarts). JSON lines; with "
+                               "follow=1 a Server-Sent Events stream (id: the line id, "
+                               "data: an OutputLine) that resumes after Last-Event-ID, with "
+                               "an `event: truncated` first when lines were let go.",
+                "parameters": [
+                    Q,
+                    {"name": "follow", "in": "query", "schema": {"enum": ["0", "1", "true", "false"]}},
+                    {"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                     "description": "only the last N lines"},
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                     "description": "only lines with a larger id"},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "JSON lines, or the stream", "content": {
+                        "application/x-ndjson": {"schema": {"type": "string"},
+                                                 "x-line": _ref("OutputLine")},
+                        "text/event-stream": {"schema": {"type": "string"},
+                                              "x-event-data": _ref("OutputLine")}}},
+                    "400": BAD,
+                    "404": _json(_ref("NotFound"), "no such module and no output kept for it")}}},
             "/api/events": {"get": {
                 "summary": "Server-Sent Events of every registry change",
                 "description": "Each event: `id:` (increasing) and `data:` (an Event). "
@@ -151,7 +185,11 @@ def openapi_document() -> dict[str, Any]:
                      "description": "comma list of event types, or `runtime`/`module`"},
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                     {"name": "last_event_id", "in": "query", "schema": {"type": "string"},
-                     "description": "the same, for clients that cannot set headers"}],
+                     "description": "the same, for clients that cannot set headers"},
+                    {"name": "history", "in": "query",
+                     "schema": {"type": "integer", "minimum": 0},
+                     "description": "without a last id: start with the last N retained "
+                                    "events (what happened recently), then live"}],
                 "responses": {"200": {"description": "the stream", "content": {
                     "text/event-stream": {"schema": {"type": "string"},
                                           "x-event-data": _ref("Event")}}},

@@ -25,6 +25,7 @@ from .metrics import Metrics
 from ..core.explain import Explainer
 from ..core.model import Module, ModuleStatus, Runtime, compact_json
 from .openapi import openapi_document
+from .output_stream import OutputStreams, ndjson
 from ..core.protocol import Orchestrator
 from ..core.query import QueryError, parse_query, select
 from .sse import EventStreams, parse_types
@@ -85,6 +86,36 @@ def _args(request: IRequest) -> dict[str, list[str]]:
         raise QueryError("query", "the query string is not valid UTF-8") from None
 
 
+def _last_id(request: IRequest, args: dict[str, list[str]], param: str,
+             label: str | None = None) -> int | None:
+    """The id to resume after: the ``Last-Event-ID`` header, else the ``param`` query;
+    errors name ``label`` (default: what was given)."""
+    header = request.getHeader(b"Last-Event-ID")
+    raw = header.decode("latin-1") if header is not None else next(iter(args.get(param, [])), None)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or len(raw.strip()) > 18:
+        raise QueryError(label or ("Last-Event-ID" if header is not None else param),
+                         "not an event id")
+    return int(raw)
+
+
+def _flag(args: dict[str, list[str]], param: str) -> bool:
+    value = next(iter(args.get(param, [])), "0")
+    if value not in ("0", "1", "true", "false"):
+        raise QueryError(param, "1 or 0 (true or false)")
+    return value in ("1", "true")
+
+
+def _count(args: dict[str, list[str]], param: str) -> int | None:
+    value = next(iter(args.get(param, [])), None)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise QueryError(param, "an integer >= 0")
+    return int(value)
+
+
 class RestApi:
     """Every HTTP endpoint; see ``openapi.py`` for the full description."""
 
@@ -93,8 +124,10 @@ class RestApi:
     def __init__(self, core: Orchestrator, *, streams: EventStreams | None = None,
                  metrics: Metrics | None = None,
                  not_ready: Callable[[], list[str]] = lambda: [],
-                 token: str | None = None, static_dir: str = STATIC_DIR) -> None:
+                 token: str | None = None, static_dir: str = STATIC_DIR,
+                 output: OutputStreams | None = None) -> None:
         self.core = core
+        self.output = output
         self.registry = core.registry
         self.streams = streams
         self.metrics = metrics
@@ -190,6 +223,32 @@ class RestApi:
             return json_body(request, {}, 404)
         return json_body(request, self.module_detail_body(module))
 
+    @app.route("/api/modules/<q>/logs", methods=["GET", "HEAD"], strict_slashes=False)
+    def module_logs(self, request: Request, q: str) -> Any:
+        """The module's kept output: JSON lines, or with ``follow`` an event stream."""
+        if self.output is None:
+            return json_body(request, {"error": "no module output here"}, 404)
+        output = self.output.output
+        module = self.registry.lookup_module(q)
+        key = module.uuid if module is not None else q
+        if module is None and not output.has(q):
+            return json_body(request, {}, 404)
+        try:
+            args = _args(request)
+            follow = _flag(args, "follow")
+            tail = _count(args, "tail")
+            after = _last_id(request, args, "after")
+        except QueryError as e:
+            return json_body(request, {"error": str(e), "parameter": e.param}, 400)
+        if follow:
+            if after is None:          # a new follower: from the tail (or all kept) on
+                lines, _ = output.lines(key, 0, tail)
+                after = lines[0].id - 1 if lines else output.latest
+            return self.output.attach(request, key, after)
+        lines, _ = output.lines(key, after or 0, tail)
+        request.setHeader(b"Content-Type", b"application/x-ndjson")
+        return ndjson(lines)
+
     # -- watching -------------------------------------------------------------------------
     @app.route("/api/events", methods=["GET"], strict_slashes=False)
     def events(self, request: Request) -> Any:
@@ -202,15 +261,14 @@ class RestApi:
             return json_body(request, {"error": str(e), "parameter": e.param}, 400)
         except ValueError as e:
             return json_body(request, {"error": f"types: {e}", "parameter": "types"}, 400)
-        header = request.getHeader(b"Last-Event-ID")
-        raw = (header.decode("latin-1") if header is not None
-               else next(iter(args.get("last_event_id", [])), None))
-        last_id = None
-        if raw is not None:
-            if not raw.strip().isdigit() or len(raw.strip()) > 18:
-                return json_body(request, {"error": "Last-Event-ID: not an event id",
-                                           "parameter": "Last-Event-ID"}, 400)
-            last_id = int(raw)
+        try:
+            last_id = _last_id(request, args, "last_event_id", "Last-Event-ID")
+            history = _count(args, "history")
+        except QueryError as e:
+            return json_body(request, {"error": str(e), "parameter": e.param}, 400)
+        if last_id is None and history:      # the last `history` retained events first
+            log_ = self.streams.log
+            last_id = max(log_.oldest - 1, log_.latest - history)
         return self.streams.attach(request, last_id, types)
 
     # -- operations -----------------------------------------------------------------------
