@@ -95,6 +95,7 @@ class Config:
     mqtt_keyfile: str | None = None
     mqtt_tls_insecure: bool = False
     reconnect_max_delay: float = 30.0
+    takeover_max_delay: float = 300.0
     publish_buffer: int = 10000
     # behaviour
     ka_interval_sec: int = 5
@@ -135,6 +136,7 @@ _CHECKS: dict[str, _Check] = {
     "mqtt_keyfile": _OPT_STR,
     "mqtt_tls_insecure": _BOOL,
     "reconnect_max_delay": _POS_NUM,
+    "takeover_max_delay": _POS_NUM,
     "publish_buffer": _POS_INT,
     "ka_interval_sec": _POS_INT,
     "keepalive_misses": _POS_INT,

@@ -125,7 +125,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
         on_message=on_message,
         on_connected=lambda: orchestrator.broker_connected(),
         on_disconnected=lambda: orchestrator.broker_disconnected(),
-        buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay)
+        buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay,
+        takeover_max_delay=config.takeover_max_delay)
     orchestrator = OrchestratorService(reactor, core, store, publisher=mqtt, events=events,
                                        metrics=metrics, stop=reactor.stop)
     orchestrator.setName("orchestrator")
@@ -144,6 +145,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
             reasons.append("state not loaded yet")
         if not mqtt.subscribed:
             reasons.append(f"not connected to the MQTT broker (trying {mqtt.broker})")
+        if mqtt.taken_over is not None:
+            reasons.append(mqtt.taken_over)
         return reasons
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,

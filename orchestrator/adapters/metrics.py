@@ -100,6 +100,12 @@ def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Met
         yield CounterMetricFamily("silverline_broker_reconnects",
                                   "Connections to the broker after the first",
                                   value=mqtt.reconnects)
+        yield CounterMetricFamily("silverline_broker_takeovers",
+                                  "Times another connection with our client id took our session",
+                                  value=mqtt.takeovers)
+        yield GaugeMetricFamily("silverline_broker_client_id_conflict",
+                                "1 while another connection uses our client id (backing off)",
+                                value=int(mqtt.taken_over is not None))
         yield GaugeMetricFamily("silverline_publish_buffered",
                                 "Publishes waiting for the broker", value=mqtt.buffered)
         yield CounterMetricFamily("silverline_publish_dropped",

@@ -16,6 +16,12 @@ attempt or a lost connection moves on to the next. With ``mqtt_protocol``
 when the broker refuses 5 (a 3.1.1-only broker answers "unacceptable protocol
 version" or hangs up before CONNACK), so an upgraded broker gets 5 again.
 
+Two processes with one client id knock each other off the broker. When our
+session is taken over (MQTT 5 reason 142, or, where the broker gives no
+reason, connections that keep dropping right after CONNACK), we say so once,
+show it on ``/readyz`` and in metrics, and wait longer each time instead of
+taking the session straight back.
+
 This module decides nothing about the protocol: messages go to a callback.
 """
 
@@ -45,6 +51,17 @@ from ..config import Config, read_password
 __all__ = ["MQTTService", "build_client", "default_client_id"]
 
 log = Logger()
+
+#: MQTT 5 DISCONNECT reason: a connection with our client id took our session
+SESSION_TAKEN_OVER = 142
+#: a connection that ends this soon after CONNACK, without a reason, looks taken over ...
+SHORT_LIVED = 3.0
+#: ... when it happens this many times in a row
+SHORT_LIVED_IN_A_ROW = 3
+#: the first wait after a takeover; it doubles each time, up to ``takeover_max_delay``
+TAKEOVER_FIRST_DELAY = 5.0
+#: a connection kept this long ends the conflict (its backoff and /readyz reason)
+TAKEOVER_CLEARED_AFTER = 60.0
 
 
 def default_client_id(realm: str) -> str:
@@ -142,7 +159,8 @@ class MQTTService(Service):
                  on_connected: Callable[[], None] = lambda: None,
                  on_disconnected: Callable[[], None] = lambda: None,
                  buffer_size: int = 10000, max_delay: float = 30.0,
-                 no_local: bool = True, protocol: str = "auto") -> None:
+                 no_local: bool = True, protocol: str = "auto",
+                 takeover_max_delay: float = 300.0) -> None:
         self._reactor = reactor
         self.client = client
         if not brokers:
@@ -170,6 +188,14 @@ class MQTTService(Service):
         self.connected = False
         self.subscribed = False         # SUBACK seen on the current connection
         self._sub_mid: int | None = None
+        self.client_id = getattr(client, "_client_id", b"").decode(errors="replace")
+        self.takeovers = 0          # times another connection took our session
+        self.taken_over: str | None = None   # why we think so, while it lasts
+        self._takeover_max_delay = takeover_max_delay
+        self._takeover_streak = 0
+        self._short_lived = 0
+        self._connected_at = 0.0
+        self._conflict_over: Any = None
         self._ever_connected = False
         self._connecting = False
         self._attempt = 0
@@ -294,6 +320,43 @@ class MQTTService(Service):
                  failed=failed, why=why, next=self.broker, delay=delay)
         self._timer = self._reactor.callLater(delay, self._connect_now)
 
+    # -- another connection with our client id ---------------------------------------
+    def _takeover(self, reason_code: Any) -> str | None:
+        """Why this disconnect looks like our session taken over, or None."""
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+            return "the broker says: session taken over"
+        if self._reactor.seconds() - self._connected_at >= SHORT_LIVED:
+            self._short_lived = 0
+            return None
+        self._short_lived += 1
+        if self._short_lived < SHORT_LIVED_IN_A_ROW:
+            return None
+        return (f"{self._short_lived} connections in a row dropped within "
+                f"{SHORT_LIVED:.0f}s of being accepted")
+
+    def _back_off_from(self, how: str) -> None:
+        """Leave the session to the other connection for a while (same broker: the
+        conflict is about the client id, not the address)."""
+        self.takeovers += 1
+        delay = min(TAKEOVER_FIRST_DELAY * 2 ** self._takeover_streak, self._takeover_max_delay)
+        self._takeover_streak += 1
+        self.taken_over = (f"MQTT client id {self.client_id!r} is in use by another "
+                           f"connection ({how}); backing off")
+        log.error("MQTT client id {cid!r} is in use by another connection ({how}): another "
+                  "orchestrator with the same mqtt_client_id? Not taking the session back "
+                  "for {delay:.0f}s (give each instance its own mqtt_client_id)",
+                  cid=self.client_id, how=how, delay=delay)
+        if self.running and self._timer is None and not self._connecting:
+            self._timer = self._reactor.callLater(delay, self._connect_now)
+
+    def _conflict_ended(self) -> None:
+        self._conflict_over = None
+        if self.taken_over is not None:
+            log.info("MQTT client id {cid!r}: connection held for {s:.0f}s, no longer taken "
+                     "over", cid=self.client_id, s=TAKEOVER_CLEARED_AFTER)
+        self.taken_over = None
+        self._takeover_streak = self._short_lived = 0
+
     # -- paho callbacks (reactor thread, inside loop_read/loop_write/loop_misc) ------
     def _connected(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                    properties: Any) -> None:
@@ -307,6 +370,10 @@ class MQTTService(Service):
         if self.connected:
             return
         self.connected = True
+        self._connected_at = self._reactor.seconds()
+        if self._conflict_over is None and (self.taken_over or self._short_lived):
+            self._conflict_over = self._reactor.callLater(TAKEOVER_CLEARED_AFTER,
+                                                          self._conflict_ended)
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
@@ -352,14 +419,22 @@ class MQTTService(Service):
                       properties: Any) -> None:
         was_connected, self.connected = self.connected, False
         self.subscribed = False
+        if self._conflict_over is not None and self._conflict_over.active():
+            self._conflict_over.cancel()
+        self._conflict_over = None
+        taken = self._takeover(reason_code) if was_connected and self.running else None
         if was_connected:
-            log.warn("MQTT disconnected: {rc}", rc=str(reason_code))
+            if taken is None:
+                log.warn("MQTT disconnected: {rc}", rc=str(reason_code))
             self._call(self._on_disconnected)
         waiters, self._stop_waiters = self._stop_waiters, []
         for d in waiters:
             d.callback(None)
         # never reconnect() inside a paho callback (it deadlocks): schedule it
-        self._retry_later(str(reason_code))
+        if taken is not None:
+            self._back_off_from(taken)
+        else:
+            self._retry_later(str(reason_code))
 
     def _message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -395,9 +470,10 @@ class MQTTService(Service):
     # -- stopping -------------------------------------------------------------------------
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for call in (self._timer, self._conflict_over):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._conflict_over = None
         if not self.connected or self.client.socket() is None:
             self._forget_socket()
             return succeed(None)
