@@ -17,7 +17,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from .config import Config, ConfigError, broker_addresses, load_config
-from .core.events import EventLog
+from .core.events import EventLog, event_renderer
 from .adapters.logfile import LogFileService, NotifyReady
 from .adapters.metrics import Metrics, state_series
 from .core.model import Runtime
@@ -25,7 +25,7 @@ from .adapters.mqtt import MQTTService, build_client
 from .core.protocol import Orchestrator
 from .service import OrchestratorService
 from .adapters.output_stream import OutputStreams
-from .adapters.sse import EventStreams, event_renderer
+from .adapters.sse import EventStreams
 from .core.output import ModuleOutput
 from .adapters.store import Store
 from .adapters.web import RestApi
@@ -101,7 +101,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     metrics = Metrics()
     core = Orchestrator(config, on_placement=metrics.placement_seconds.observe,
                         on_failover=metrics.failover_seconds.observe)
-    events = EventLog(event_renderer(core), keep=config.events_retained,
+    events = EventLog(event_renderer(core.registry, core.liveness.last_seen),
+                      keep=config.events_retained,
                       keep_seconds=config.events_retained_sec,
                       eager=lambda event: isinstance(event.record, Runtime))
     store = Store(reactor, config.state_dir, config.journal_fsync,

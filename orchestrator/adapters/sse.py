@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from ..core.events import EventLog, Gap, StoredEvent
 
-__all__ = ["EventStreams", "EVENT_TYPES", "parse_types", "event_renderer"]
+__all__ = ["EventStreams", "EVENT_TYPES", "parse_types"]
 
 log = Logger()
 
@@ -187,29 +187,3 @@ class EventStreams:
         # Klein gets a Deferred that never fires: it cancels it when the client goes,
         # and on shutdown stop() finishes the request itself, exactly once
         return Deferred()
-
-
-def event_renderer(core: Any) -> Callable[[StoredEvent], bytes]:
-    """How an event looks on the wire: its id, type, time and the object's detail."""
-    from ..core.explain import Explainer
-    from ..core.model import ModuleStatus, Runtime, compact_json, iso
-
-    explainer = Explainer(core.registry)
-    waiting = (ModuleStatus.QUEUED, ModuleStatus.KILLED)
-
-    def render(stored: StoredEvent) -> bytes:
-        record = stored.event.record
-        body: dict[str, Any] = {"id": stored.id, "type": stored.type, "time": iso(stored.time)}
-        if isinstance(record, Runtime):
-            detail = record.detail(nmodules=core.registry.nalive(record.uuid),
-                                   last_seen=core.liveness.last_seen(record.uuid), children=())
-            del detail["children"]
-            body["runtime"] = detail
-        else:
-            body["module"] = record.detail()
-            if record.status in waiting:
-                body["module"]["waiting"] = explainer.why(record)
-        if stored.event.extra:
-            body.update(stored.event.extra)
-        return compact_json(body).encode()
-    return render

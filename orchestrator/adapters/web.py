@@ -144,18 +144,15 @@ class RestApi:
     def _runtime_detail(self, runtime: Runtime, children: bool = True) -> dict[str, Any]:
         """Its detail; ``children`` are all its modules in use (a dead runtime's killed
         modules wait for it), ``nwaiting`` those queued for it or killed with it."""
-        kids = (sorted(self.registry.children(runtime.uuid), key=lambda m: m.serial)
-                if children else ())
+        kids = self.registry.children(runtime.uuid) if children else None
         detail = runtime.detail(
             nmodules=self.registry.nalive(runtime.uuid),
             last_seen=self.core.liveness.last_seen(runtime.uuid),
             children=kids)
-        if children:
+        if kids is not None:
             detail["nwaiting"] = sum(1 for m in kids if m.status in _WAITING)
             for item, module in zip(detail["children"], kids):
                 self._add_waiting(item, module)
-        else:
-            del detail["children"]
         return detail
 
     def _add_waiting(self, item: dict[str, Any], module: Module) -> dict[str, Any]:
@@ -174,8 +171,7 @@ class RestApi:
             registry = self.registry
             if kind == "runtimes":
                 body: Any = {"runtimes": [
-                    r.summary(sorted(registry.children(r.uuid, ModuleStatus.ALIVE),
-                                     key=lambda m: m.serial))
+                    r.summary(registry.children(r.uuid, ModuleStatus.ALIVE))
                     for r in registry.alive_runtimes()]}
             else:
                 body = {"modules": [m.summary() for m in registry.alive_modules()]}

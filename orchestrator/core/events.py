@@ -16,8 +16,11 @@ from itertools import islice
 from typing import Any, Callable, Iterator
 
 from .effects import Event
+from .explain import Explainer
+from .model import ModuleStatus, Runtime, compact_json, iso
+from .registry import Registry
 
-__all__ = ["EventLog", "StoredEvent", "Gap"]
+__all__ = ["EventLog", "StoredEvent", "Gap", "event_renderer"]
 
 
 @dataclass(slots=True)
@@ -92,3 +95,26 @@ class EventLog:
         if stored._json is None:
             stored._json = self._render(stored)
         return stored._json
+
+
+def event_renderer(registry: Registry, last_seen: Callable[[str], float | None]
+                   ) -> Callable[[StoredEvent], bytes]:
+    """How an event looks on the wire: its id, type, time and the object's detail
+    (a runtime's module count and last-seen time as of rendering)."""
+    explainer = Explainer(registry)
+    waiting = (ModuleStatus.QUEUED, ModuleStatus.KILLED)
+
+    def render(stored: StoredEvent) -> bytes:
+        record = stored.event.record
+        body: dict[str, Any] = {"id": stored.id, "type": stored.type, "time": iso(stored.time)}
+        if isinstance(record, Runtime):
+            body["runtime"] = record.detail(nmodules=registry.nalive(record.uuid),
+                                            last_seen=last_seen(record.uuid), children=None)
+        else:
+            body["module"] = record.detail()
+            if record.status in waiting:
+                body["module"]["waiting"] = explainer.why(record)
+        if stored.event.extra:
+            body.update(stored.event.extra)
+        return compact_json(body).encode()
+    return render

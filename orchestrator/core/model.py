@@ -163,9 +163,10 @@ class Runtime:
         }
 
     def detail(self, *, nmodules: int, last_seen: float | None,
-               children: Iterable["Module"]) -> dict[str, Any]:
-        """``GET /api/runtimes/{q}/`` (8.2): the [compat] keys, then ours."""
-        return {
+               children: Iterable["Module"] | None) -> dict[str, Any]:
+        """``GET /api/runtimes/{q}/`` (8.2): the [compat] keys, then ours
+        (``children=None``: without the key, as in lists and events)."""
+        detail: dict[str, Any] = {
             "uuid": self.uuid, "name": self.name, "apis": self.apis,
             "runtime_type": self.runtime_type, "ka_interval_sec": self.ka_interval_sec,
             "page_size": self.page_size, "aot_target": self.aot_target,
@@ -175,8 +176,10 @@ class Runtime:
             "registered_at": iso(self.registered_at), "last_seen": iso(last_seen),
             "dead_reason": self.dead_reason, "manager": self.manager,
             "drained": self.drained,
-            "children": [m.detail() for m in children],
         }
+        if children is not None:
+            detail["children"] = [m.detail() for m in children]
+        return detail
 
     # -- storage --------------------------------------------------------
     def to_record(self) -> dict[str, Any]:

@@ -64,8 +64,7 @@ def drain(core: "Orchestrator", env: Envelope, out: Outbox, now: float) -> None:
         out.event("runtime.drained", runtime)
     moved: list[dict[str, Any]] = []
     stayed: list[dict[str, Any]] = []
-    for module in sorted(registry.children(runtime.uuid, ModuleStatus.ALIVE),
-                         key=lambda m: m.serial):
+    for module in registry.children(runtime.uuid, ModuleStatus.ALIVE):
         if module.fault_crash != "restart":
             stayed.append({"uuid": module.uuid, "name": module.name,
                            "reason": "fault_crash is not restart"})
@@ -98,7 +97,7 @@ def forget(core: "Orchestrator", env: Envelope, out: Outbox, now: float) -> None
     if runtime.alive:
         runtime = core.runtime_died(runtime, "forgotten", out, now)
     ended = []
-    for module in sorted(registry.children(runtime.uuid), key=lambda m: m.serial):
+    for module in registry.children(runtime.uuid):
         if module.status in (ModuleStatus.KILLED, ModuleStatus.QUEUED, ModuleStatus.EXITING):
             gone = registry.put_module(evolve(module, status=ModuleStatus.DEAD, changed_at=now))
             out.event("module.deleted", gone, reason="its runtime was forgotten")

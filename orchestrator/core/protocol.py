@@ -223,8 +223,7 @@ class Orchestrator:
             runtime = self.registry.put_runtime(evolve(old, **updates, **common))
             out.reply(topic, env.object_id, runtime.wire())
             out.event("runtime.reregistered", runtime, was=old.status)
-            for module in sorted(self.registry.children(runtime.uuid, ModuleStatus.KILLED),
-                                 key=lambda m: m.serial):
+            for module in self.registry.children(runtime.uuid, ModuleStatus.KILLED):
                 self._start_or_queue(module, runtime, out, now, "module.respawned")
         self._fill(runtime, out, now)
 
@@ -269,7 +268,7 @@ class Orchestrator:
                             "reason": reason})
         out.event("runtime.dead", dead, reason=reason)
         unplaced: dict[frozenset[str], str] = {}     # why no target, per api set
-        for module in sorted(self.registry.children(dead.uuid), key=lambda m: m.serial):
+        for module in self.registry.children(dead.uuid):
             if module.status == ModuleStatus.ALIVE:
                 apis = api_set(module.apis)
                 target = (self.scheduler.pick(apis)

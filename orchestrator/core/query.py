@@ -121,7 +121,7 @@ def _candidates(registry: Registry, q: ListQuery, kind: str,
         return (r for r in registry.runtimes.values() if r.serial > q.cursor)
     if (parent is not None and q.statuses is not None
             and q.statuses <= ModuleStatus.IN_USE):
-        kids = sorted(registry.children(parent), key=lambda m: m.serial)
+        kids = registry.children(parent)
         return (m for m in kids if m.serial > q.cursor)       # the runtime's own index
     return registry.modules_after(q.cursor)
 

@@ -23,6 +23,7 @@ Record = Union[Runtime, Module]
 #: (kind, uuid): "runtime" or "module", and the record's uuid
 Key = tuple[str, str]
 
+
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -271,9 +272,11 @@ class Registry:
         return self._nalive.get(runtime_uuid, 0)
 
     def children(self, runtime_uuid: str, *statuses: str) -> list[Module]:
-        """The runtime's modules that are not dead, optionally of given statuses."""
+        """The runtime's modules that are not dead, optionally of given statuses,
+        in arrival order (serial)."""
         kids = (self.modules[u] for u in self._children.get(runtime_uuid, ()))
-        return [m for m in kids if not statuses or m.status in statuses]
+        return sorted((m for m in kids if not statuses or m.status in statuses),
+                      key=_serial)
 
     def alive_runtimes(self) -> Iterator[Runtime]:
         return (r for r in self.runtimes.values() if r.status == RuntimeStatus.ALIVE)

@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 from twisted.web.server import Site
 
 from orchestrator.core.effects import Event
-from orchestrator.core.events import EventLog, Gap
+from orchestrator.core.events import EventLog, Gap, event_renderer
 from orchestrator.core.model import Module
-from orchestrator.adapters.sse import EventStreams, event_renderer
+from orchestrator.adapters.sse import EventStreams
 from orchestrator.adapters.web import RestApi
 from tests.support.app import App
 from tests.support.harness import RT1, Harness
@@ -159,7 +159,8 @@ def test_watchers_leave_when_their_connection_closes() -> None:
 @pytest_twisted.async_yield_fixture
 async def served(reactor: Any):
     h = Harness()
-    log = EventLog(event_renderer(h.core), keep=50, keep_seconds=0, hard_cap=50)
+    log = EventLog(event_renderer(h.registry, h.core.liveness.last_seen),
+                   keep=50, keep_seconds=0, hard_cap=50)
     streams = EventStreams(reactor, log, heartbeat=0.2)
     streams.start()
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(

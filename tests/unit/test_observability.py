@@ -202,9 +202,9 @@ async def test_real_responses_match_their_schemas(h: Harness, path: str, templat
 
 def test_event_payloads_match_their_schema() -> None:
     from orchestrator.core.events import EventLog
-    from orchestrator.adapters.sse import event_renderer
+    from orchestrator.core.events import event_renderer
     h = Harness()
-    log = EventLog(event_renderer(h.core))
+    log = EventLog(event_renderer(h.registry, h.core.liveness.last_seen))
     h.register(RT1)
     h.create(uuid="m", fault_crash="restart")
     h.register(RT2)
