@@ -18,6 +18,9 @@ ANY: dict[str, Any] = {}
 NULLABLE_STR = {"type": ["string", "null"]}
 TIME = {"type": ["string", "null"], "description": "ISO 8601 UTC, e.g. 2026-11-27T23:48:37.317Z"}
 LISTISH = {"type": ["array", "string"], "description": "a list, or a string holding JSON"}
+ARGS = {"type": ["array", "string", "object"],
+        "description": "2022: a list (or a string holding one); 2023: an object "
+                       "(argv, env, limit, ...) exactly as the client sent it"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -33,17 +36,39 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _list_body(key: str, item: str) -> dict[str, Any]:
+    """A plain list: the 2022 key and the 2022-09+ ``count``/``start``/``results``."""
+    items = {"type": "array", "items": _ref(item)}
+    return _obj({key: {**items, "description": "2022-07 clients read this"},
+                 "count": {"type": "integer", "minimum": 0}, "start": {"const": 0},
+                 "results": {**items, "description": f"the same items as `{key}`: "
+                                                     "2022-09 and later clients read this"}})
+
+
+def _page_body(key: str, item: str) -> dict[str, Any]:
+    items = {"type": "array", "items": _ref(item)}
+    return _obj({key: items, "results": {**items, "description": f"the same as `{key}`"}},
+                {"next": NULLABLE_STR})
+
+
 MODULE_DETAIL = _obj({
     "uuid": {"type": "string"}, "name": {"type": "string"}, "parent": NULLABLE_STR,
     "filename": {"type": "string"}, "filetype": {"type": "string"}, "apis": LISTISH,
-    "args": LISTISH, "env": LISTISH, "channels": LISTISH, "peripherals": LISTISH,
+    "args": ARGS, "env": LISTISH, "channels": LISTISH, "peripherals": LISTISH,
     "resources": {"type": ["object", "null"]}, "alive": {"type": "boolean"},
     "status": {"enum": list(ModuleStatus.ALL)},
     "fault_crash": {"enum": ["ignore", "restart"]}, "metadata": ANY,
-    "created_at": TIME, "acked_at": TIME}, {
+    "created_at": TIME, "acked_at": TIME,
+    "exiting_since": {**TIME, "description": "while exiting: when the delete was forwarded "
+                                            "(its runtime has not confirmed since)"},
+    "dialect": {"enum": ["2022", "2023"], "description": "the create's dialect: 2023 "
+                "creates are forwarded with the client's own fields"}}, {
     "waiting": {"type": ["string", "null"],
                 "description": "queued or killed: why it is not running, e.g. "
-                               "'waiting: no room: all 3 compatible runtimes are full'"}})
+                               "'waiting: no room: all 3 compatible runtimes are full'"},
+    "file": {"type": "string", "description": "2023 creates: the program file as sent"},
+    "extra": {"type": "object", "description": "2023 creates: keys the orchestrator does "
+              "not read, kept and forwarded unchanged"}})
 
 RUNTIME_FIELDS = {
     "uuid": {"type": "string"}, "name": {"type": "string"}, "apis": LISTISH,
@@ -51,7 +76,8 @@ RUNTIME_FIELDS = {
     "page_size": {"type": "integer"}, "aot_target": ANY, "metadata": ANY,
     "alive": {"type": "boolean"}, "status": {"enum": list(RuntimeStatus.ALL)},
     "max_nmodules": {"type": "integer", "description": "0 = unlimited"},
-    "platform": ANY, "nmodules": {"type": "integer", "description": "alive modules"},
+    "platform": ANY, "nmodules": {"type": "integer",
+                                  "description": "slots in use: alive and exiting modules"},
     "registered_at": TIME, "last_seen": TIME, "dead_reason": NULLABLE_STR,
     "manager": NULLABLE_STR,
     "drained": {"type": "boolean", "description": "an operator drained it: the scheduler "
@@ -65,18 +91,21 @@ SCHEMAS: dict[str, Any] = {
     "ModuleDetail": MODULE_DETAIL,
     "RuntimeSummary": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
                             "runtime_type": {"type": "string"}, "aot_target": ANY,
-                            "children": {"type": "array", "items": _ref("ModuleBrief")}}),
+                            "children": {"type": "array", "items": _ref("ModuleBrief"),
+                                         "description": "its alive modules"},
+                            "queued": {"type": "array", "items": _ref("ModuleBrief"),
+                                       "description": "its queued modules, oldest first"}}),
     "RuntimeDetail": _obj(RUNTIME_FIELDS, {"children": {
         "type": "array", "items": _ref("ModuleDetail"),
         "description": "its modules that are not dead: alive, queued, exiting, and killed "
                        "ones waiting for it to come back (left out with children=false)"},
-        "nwaiting": {"type": "integer", "description": "its queued and killed modules"}}),
-    "RuntimeList": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeSummary")}}),
-    "RuntimePage": _obj({"runtimes": {"type": "array", "items": _ref("RuntimeDetail")}},
-                        {"next": NULLABLE_STR}),
-    "ModuleList": _obj({"modules": {"type": "array", "items": _ref("ModuleSummary")}}),
-    "ModulePage": _obj({"modules": {"type": "array", "items": _ref("ModuleDetail")}},
-                       {"next": NULLABLE_STR}),
+        "nwaiting": {"type": "integer", "description": "its queued and killed modules"},
+        "queued": {"type": "array", "items": _ref("ModuleBrief"),
+                   "description": "its queued modules (left out with children=false)"}}),
+    "RuntimeList": _list_body("runtimes", "RuntimeSummary"),
+    "RuntimePage": _page_body("runtimes", "RuntimeDetail"),
+    "ModuleList": _list_body("modules", "ModuleSummary"),
+    "ModulePage": _page_body("modules", "ModuleDetail"),
     "NotFound": {"type": "object", "maxProperties": 0,
                  "description": "{}: what both libsilverline generations take as not found"},
     "Error": _obj({"error": {"type": "string"}}, {"parameter": {"type": "string"}}),

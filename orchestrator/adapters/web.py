@@ -151,6 +151,8 @@ class RestApi:
             children=kids)
         if kids is not None:
             detail["nwaiting"] = sum(1 for m in kids if m.status in _WAITING)
+            detail["queued"] = [m.summary_in_runtime() for m in kids
+                                if m.status == ModuleStatus.QUEUED]
             for item, module in zip(detail["children"], kids):
                 self._add_waiting(item, module)
         return detail
@@ -165,17 +167,29 @@ class RestApi:
         return self._add_waiting(module.detail(), module)
 
     def _compat_list(self, request: IRequest, kind: str) -> bytes:
-        """The [compat] list bodies, rebuilt only when the registry changed."""
+        """The [compat] list bodies, rebuilt only when the registry changed.
+
+        Every client generation finds its key: 2022-07 reads ``runtimes`` /
+        ``modules``, 2022-09 and later read ``results`` (with ``count`` and
+        ``start``). The items are encoded once and spliced in under both keys.
+        """
         cached = self._cache.get(kind)
         if cached is None or cached[0] != self.registry.version:
             registry = self.registry
+            items: list[Any]
             if kind == "runtimes":
-                body: Any = {"runtimes": [
-                    r.summary(registry.children(r.uuid, ModuleStatus.ALIVE))
-                    for r in registry.alive_runtimes()]}
+                items = []
+                for r in registry.alive_runtimes():
+                    kids = registry.children(r.uuid)       # arrival order
+                    items.append(r.summary(
+                        [m for m in kids if m.status == ModuleStatus.ALIVE],
+                        [m for m in kids if m.status == ModuleStatus.QUEUED]))
             else:
-                body = {"modules": [m.summary() for m in registry.alive_modules()]}
-            cached = (registry.version, compact_json(body).encode())
+                items = [m.summary() for m in registry.alive_modules()]
+            encoded = compact_json(items)
+            body = (f'{{"{kind}":{encoded},"count":{len(items)},"start":0,'
+                    f'"results":{encoded}}}')
+            cached = (registry.version, body.encode())
             self._cache[kind] = cached
         request.setHeader(b"Content-Type", b"application/json")
         return cached[1]
@@ -191,7 +205,7 @@ class RestApi:
         records, next_cursor = select(self.registry, query, kind)
         items = [self._runtime_detail(r, query.children) if isinstance(r, Runtime)
                  else self.module_detail_body(r) for r in records]
-        body: dict[str, Any] = {kind + "s": items}
+        body: dict[str, Any] = {kind + "s": items, "results": items}
         if query.limit is not None:
             body["next"] = next_cursor
         return json_body(request, body)

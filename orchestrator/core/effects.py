@@ -56,19 +56,21 @@ class Outbox:
         self.topics = topics
         self.new_id = new_id
         self.effects: list[Effect] = []
+        #: ``type`` of replies and errors: the request's dialect (see dialects.reply_type)
+        self.reply_type = "arts_resp"
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self.effects.append(Publish(topic, payload))
 
     def reply(self, topic: str, object_id: str | None, details: dict[str, Any]) -> None:
         """A request's answer [compat]: no ``action`` key, ``object_id`` echoed."""
-        self.publish(topic, {"object_id": object_id or self.new_id(), "type": "arts_resp",
+        self.publish(topic, {"object_id": object_id or self.new_id(), "type": self.reply_type,
                              "data": {"result": "ok", "details": details}})
 
     def error(self, object_id: str | None, desc: str, data: Any) -> None:
         self.publish(self.topics.log, {
             "object_id": object_id or self.new_id(), "action": "error",
-            "type": "arts_resp", "data": {"desc": desc, "data": data}})
+            "type": self.reply_type, "data": {"desc": desc, "data": data}})
 
     def request(self, topic: str, action: str, data: dict[str, Any]) -> str:
         """A request of ours (forward or notification); returns its new object_id."""

@@ -49,12 +49,14 @@ def _depth_ok(value: Any) -> bool:
 class Fields:
     """Typed reads of optional keys of a request's ``data``; remembers which were given."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], prefix: str = "data") -> None:
         self.data = data
+        #: where ``data`` sits in the message, for error paths (``data/modules/3`` in a batch)
+        self.prefix = prefix
         self.given: dict[str, Any] = {}
 
     def _path(self, key: str) -> str:
-        return f"data/{key}"
+        return f"{self.prefix}/{key}"
 
     def _present(self, key: str) -> bool:
         return self.data.get(key) is not None
@@ -109,6 +111,21 @@ class Fields:
                                            f"nested at most {MAX_DEPTH} deep")
         return self._keep(key, freeze_list(value))
 
+    def args(self, key: str) -> Any:
+        """``args``: a list (2022), a string holding one, or an object (2023:
+        ``argv`` and ``env`` lists of strings, other keys for the runtime)."""
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            if value is not None and not isinstance(value, (list, str)):
+                raise invalid(self._path(key), "list or object")
+            return self.listish(key, ())
+        for part in ("argv", "env"):
+            given = value.get(part)
+            if given is not None and not (isinstance(given, list)
+                                          and all(isinstance(v, str) for v in given)):
+                raise invalid(f"{self._path(key)}/{part}", "list of strings")
+        return self.json_value(key, ())
+
     def json_value(self, key: str, default: Any, *, object_only: bool = False) -> Any:
         """Any JSON value (or only an object), with bounded nesting."""
         if key not in self.data:
@@ -158,10 +175,10 @@ def module_fields(f: Fields) -> dict[str, Any]:
     """Module create fields (docs/protocol.md 7.1), defaults applied; parent is read elsewhere."""
     return {
         "name": f.text("name", "module"),
-        "filename": f.text("filename", ""),
+        "filename": f.text("filename", "") or f.text("file", ""),
         "filetype": f.text("filetype", "WA"),
         "apis": f.listish("apis", ("wasm", "wasi"), of_strings=True),
-        "args": f.listish("args", ()),
+        "args": f.args("args"),
         "env": f.listish("env", ()),
         "channels": f.listish("channels", ()),
         "peripherals": f.listish("peripherals", ()),

@@ -40,7 +40,16 @@ class ModuleStatus:
     ALL = (QUEUED, ALIVE, EXITING, DEAD, KILLED)
     #: statuses that still hold the uuid (a create with it is a duplicate)
     IN_USE = frozenset((QUEUED, ALIVE, EXITING, KILLED))
+    #: statuses that hold a slot on the runtime: an exiting module runs until its
+    #: runtime confirms (a runtime-manager with max_nmodules 1 refuses a second one)
+    OCCUPYING = frozenset((ALIVE, EXITING))
 
+
+#: module create keys read into a record's own fields; a 2023 client's other keys
+#: are kept as sent (``Module.sent``)
+CREATE_KEYS = frozenset(("type", "uuid", "name", "parent", "filename", "file", "filetype",
+                         "apis", "args", "env", "channels", "peripherals", "resources",
+                         "metadata", "fault_crash"))
 
 #: keys whose string values are JSON in disguise on the wire (docs/protocol.md 4)
 WIRE_JSON_KEYS = frozenset(("apis", "args", "env", "channels", "peripherals", "aot_target"))
@@ -154,12 +163,14 @@ class Runtime:
             "max_nmodules": self.max_nmodules, "platform": self.platform,
         })
 
-    def summary(self, children: Iterable["Module"]) -> dict[str, Any]:
-        """An item of ``GET /api/runtimes/`` (8.1) [compat]."""
+    def summary(self, children: Iterable["Module"],
+                queued: Iterable["Module"] = ()) -> dict[str, Any]:
+        """An item of ``GET /api/runtimes/`` (8.1) [compat]; ``queued`` is what 2023 clients read."""
         return {
             "uuid": self.uuid, "name": self.name, "runtime_type": self.runtime_type,
             "aot_target": self.aot_target,
             "children": [m.summary_in_runtime() for m in children],
+            "queued": [m.summary_in_runtime() for m in queued],
         }
 
     def detail(self, *, nmodules: int, last_seen: float | None,
@@ -214,6 +225,9 @@ class Module:
     created_at: float = 0.0
     changed_at: float = 0.0
     acked_at: float | None = None
+    #: a 2023-dialect create's fields as the client sent them (None: 2022 dialect);
+    #: forwarded unchanged, so its runtime reads ``file`` and ``args`` as it expects
+    sent: Any = None
 
     @property
     def alive(self) -> bool:
@@ -221,7 +235,9 @@ class Module:
 
     # -- shapes ---------------------------------------------------------
     def wire(self) -> dict[str, Any]:
-        """The ``data`` of a forwarded create (docs/protocol.md 5.7) [compat]."""
+        """The ``data`` of a forwarded create (docs/protocol.md 5.7) [compat], in the client's dialect."""
+        if self.sent is not None:
+            return self._wire_2023()
         return _wire({
             "type": "module", "uuid": self.uuid, "name": self.name,
             "parent": self.parent, "filename": self.filename,
@@ -231,6 +247,13 @@ class Module:
             "fault_crash": self.fault_crash, "alive": self.alive,
             "status": self.status,
         })
+
+    def _wire_2023(self) -> dict[str, Any]:
+        """The client's own fields unchanged, with the ones the orchestrator decides."""
+        shape = {"type": "module", "uuid": self.uuid, "name": self.name, "parent": self.parent}
+        shape.update((k, v) for k, v in self.sent.items() if k not in shape)
+        shape["alive"], shape["status"] = self.alive, self.status
+        return shape
 
     def summary_in_runtime(self) -> dict[str, Any]:
         return {"uuid": self.uuid, "name": self.name, "filename": self.filename}
@@ -251,7 +274,16 @@ class Module:
             "alive": self.alive, "status": self.status,
             "fault_crash": self.fault_crash, "metadata": self.metadata,
             "created_at": iso(self.created_at), "acked_at": iso(self.acked_at),
+            "exiting_since": (iso(self.changed_at) if self.status == ModuleStatus.EXITING
+                              else None),
+            "dialect": "2022" if self.sent is None else "2023",
+            **({} if self.sent is None else self._sent_detail()),
         }
+
+    def _sent_detail(self) -> dict[str, Any]:
+        """What a 2023 client sent beyond our own fields, as REST shows it."""
+        return {"file": self.sent.get("file", self.filename),
+                "extra": {k: v for k, v in self.sent.items() if k not in CREATE_KEYS}}
 
     # -- storage --------------------------------------------------------
     def to_record(self) -> dict[str, Any]:

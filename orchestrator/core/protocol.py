@@ -16,6 +16,7 @@ from typing import Any, Callable
 from twisted.logger import Logger
 
 from ..config import Config
+from .dialects import batch_items, exit_reporter, is_2023_create, reply_type, sent_fields
 from .effects import OTHER, Effect, Handled, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .explain import unplaced_reason
@@ -67,6 +68,9 @@ class Orchestrator:
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
         self._pending_acks: OrderedDict[str, str] = OrderedDict()
+        #: forwarded deletes: object_id -> (module uuid, runtime uuid); a runtime that
+        #: answers one (2021 ARENA runtimes do, instead of an exit report) completes it
+        self._pending_deletes: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.perf = perf
         self.on_placement = on_placement
         self.on_failover = on_failover
@@ -82,6 +86,7 @@ class Orchestrator:
         error: ProtocolError | None = None
         try:
             msg = decode_payload(payload, self.config.max_payload_bytes)
+            out.reply_type = reply_type(msg)
             env = parse_envelope(msg)
             with self.registry.transaction():
                 self._dispatch(route, topic, env, out, now)
@@ -161,7 +166,7 @@ class Orchestrator:
     def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         if env.is_reply:
             if route.kind == CONTROL:
-                self._ack(env, out, now)
+                self._ack(route, env, out, now)
             return          # other replies are our own, heard back: ignore
         action = env.action
         if route.kind == REG:
@@ -175,6 +180,8 @@ class Orchestrator:
         elif route.sub is None:
             if action == "create":
                 return self._create_module(env, out, now)
+            if action == "create_batch":
+                return self._create_batch(env, out, now)
             if action == "delete":
                 return self._delete_module(route, env, out, now)
             if action == "exited":
@@ -378,15 +385,15 @@ class Orchestrator:
                 out.event("module.revived", back)
 
     # -- modules -----------------------------------------------------------------
-    def _resolve_parent(self, data: dict[str, Any]) -> Runtime | None:
+    def _resolve_parent(self, data: dict[str, Any], prefix: str = "data") -> Runtime | None:
         parent = data.get("parent")
         if parent is None:
             return None
-        path = "data/parent"
+        path = f"{prefix}/parent"
         if isinstance(parent, dict):
             if "uuid" not in parent:
-                raise ProtocolError("missing field", "data/parent/uuid")
-            parent, path = parent["uuid"], "data/parent/uuid"
+                raise ProtocolError("missing field", f"{path}/uuid")
+            parent, path = parent["uuid"], f"{path}/uuid"
         if not isinstance(parent, str) or not parent:
             raise invalid(path, "runtime uuid or name")
         runtime = (self.registry.runtime_by_uuid(parent)
@@ -396,16 +403,29 @@ class Orchestrator:
         return runtime
 
     def _create_module(self, env: Envelope, out: Outbox, now: float) -> None:
-        f = Fields(env.data)
+        out.reply(self.topics.control, env.object_id, self._create_one(env.data, "data", out, now))
+
+    def _create_batch(self, env: Envelope, out: Outbox, now: float) -> None:
+        """Several creates in one request (2023 ``create_module_batch``): each as a single
+        create would be, in order; one bad module refuses the whole batch; one reply."""
+        results = [self._create_one(data, prefix, out, now)
+                   for prefix, data in batch_items(env.data)]
+        out.reply(self.topics.control, env.object_id, {"modules": results})
+
+    def _create_one(self, data: dict[str, Any], prefix: str, out: Outbox,
+                    now: float) -> dict[str, Any]:
+        """Place or queue one module; its wire shape (the reply's details)."""
+        f = Fields(data, prefix)
         f.kind("module")
         uuid = f.ident("uuid") or self.new_id()
         spec = module_fields(f)
+        spec["sent"] = sent_fields(f) if is_2023_create(data) else None
         existing = self.registry.module_by_uuid(uuid)
         if existing is not None:
             if existing.status in ModuleStatus.IN_USE:
-                raise ProtocolError("duplicate module UUID; request ignored", env.data)
+                raise ProtocolError("duplicate module UUID; request ignored", data)
             uuid = existing.uuid
-        parent = self._resolve_parent(env.data)
+        parent = self._resolve_parent(data, prefix)
         module = Module(uuid=uuid, serial=self.registry.new_serial(), **spec,
                         parent=parent.uuid if parent is not None else None,
                         pinned=parent is not None, status=ModuleStatus.QUEUED,
@@ -416,7 +436,7 @@ class Orchestrator:
             target = self.scheduler.pick(api_set(module.apis))
             self.on_placement(self.perf() - started)
         module, wire = self._start_or_queue(module, target, out, now, "module.created")
-        out.reply(self.topics.control, env.object_id, wire)
+        return wire
 
     def _start_or_queue(self, module: Module, runtime: Runtime | None, out: Outbox,
                         now: float, event: str) -> tuple[Module, dict[str, Any]]:
@@ -469,10 +489,10 @@ class Orchestrator:
     def _delete_module(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         Fields(env.data).kind("module")
         module = self._find_module(env.data)
-        reporter = env.data.get("parent")
-        if isinstance(reporter, str) and module.parent and _same_id(reporter, module.parent):
-            return self._exited(route, env, out, now)     # a 2022 runtime reporting an exit
-        if (isinstance(reporter, str) and module.parent
+        reporter = exit_reporter(env.data)
+        if reporter is not None and module.parent and _same_id(reporter, module.parent):
+            return self._exited(route, env, out, now)     # a 2021/2022 runtime reporting an exit
+        if (reporter is not None and module.parent
                 and self.registry.runtime_by_uuid(reporter) is not None):
             # a runtime that no longer holds the module (it was moved away) reporting
             # that its old copy stopped: not a request to delete the module
@@ -486,11 +506,9 @@ class Orchestrator:
                 module = self.registry.put_module(evolve(
                     module, status=ModuleStatus.EXITING, changed_at=now))
                 out.event("module.exiting", module)
-            out.request(self.topics.control_for(parent), "delete",
-                        {"type": "module", "uuid": module.uuid})
-            runtime = self.registry.runtimes.get(parent)
-            if runtime is not None and runtime.alive:
-                self._fill(runtime, out, now)
+            object_id = out.request(self.topics.control_for(parent), "delete",
+                                    {"type": "module", "uuid": module.uuid})
+            self._expect_delete_ack(object_id, module.uuid, parent)
         elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):
             module = self.registry.put_module(evolve(
                 module, status=ModuleStatus.DEAD, changed_at=now))
@@ -499,7 +517,7 @@ class Orchestrator:
 
     def _delete_as_exit(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         """A delete on a runtime's own topic counts only as that runtime's exit report."""
-        if isinstance(env.data.get("parent"), str):
+        if exit_reporter(env.data) is not None:
             self._exited(route, env, out, now)
 
     def _exited(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
@@ -518,13 +536,17 @@ class Orchestrator:
             return
         if module.status == ModuleStatus.DEAD:
             return
-        was_alive = module.alive
+        self._gone(module, out, now)
+
+    def _gone(self, module: Module, out: Outbox, now: float) -> None:
+        """The module's runtime says it no longer runs: dead, announced, its slot reused."""
+        held_slot = module.status in ModuleStatus.OCCUPYING
         module = self.registry.put_module(evolve(module, status=ModuleStatus.DEAD,
                                                   changed_at=now))
         out.notify("exited", {"type": "module", "uuid": module.uuid})
         out.event("module.exited", module)
         runtime = self.registry.runtimes.get(module.parent or "")
-        if was_alive and runtime is not None and runtime.alive:
+        if held_slot and runtime is not None and runtime.alive:
             self._fill(runtime, out, now)
 
     # -- acks --------------------------------------------------------------------------
@@ -533,7 +555,33 @@ class Orchestrator:
         if len(self._pending_acks) > PENDING_ACKS:
             self._pending_acks.popitem(last=False)
 
-    def _ack(self, env: Envelope, out: Outbox, now: float) -> None:
+    def _expect_delete_ack(self, object_id: str, module_uuid: str, runtime_uuid: str) -> None:
+        self._pending_deletes[object_id] = (module_uuid, runtime_uuid)
+        if len(self._pending_deletes) > PENDING_ACKS:
+            self._pending_deletes.popitem(last=False)
+
+    def _delete_acked(self, route: Route, env: Envelope, out: Outbox, now: float) -> bool:
+        """A runtime's answer to a forwarded delete; True if it was one."""
+        pending = self._pending_deletes.pop(env.object_id or "", None)
+        if pending is None:
+            return False
+        module_uuid, runtime_uuid = pending
+        module = self.registry.modules.get(module_uuid)
+        if (module is None or module.status != ModuleStatus.EXITING
+                or module.parent != runtime_uuid
+                or (route.sub is not None and not _same_id(route.sub, runtime_uuid))):
+            return True          # moved, already gone, or not its runtime speaking
+        result = env.data.get("result")
+        if result not in (None, "ok"):
+            self.log.warn("runtime {rt} answered {result!r} to the delete of {uuid}; "
+                          "it stays exiting", rt=runtime_uuid, result=result, uuid=module_uuid)
+            return True
+        self._gone(module, out, now)
+        return True
+
+    def _ack(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
+        if self._pending_deletes and self._delete_acked(route, env, out, now):
+            return
         module_uuid = self._pending_acks.pop(env.object_id or "", None)
         module = self.registry.modules.get(module_uuid or "")
         if module is None:

@@ -86,7 +86,7 @@ class Registry:
         self._runtime_names = _Named()
         self._module_names = _Named()
         self._children: dict[str, dict[str, None]] = {}   # parent -> modules in use
-        self._nalive: Counter[str] = Counter()             # parent -> alive modules
+        self._nalive: Counter[str] = Counter()             # parent -> slots in use
         # modules by serial, ascending, for paging: two flat lists (a list of tuples
         # cost 60 more bytes a module); entries whose record changed serial go stale
         self._order_serials = array("q")
@@ -228,7 +228,7 @@ class Registry:
                     del kids[uuid]
                     if not kids:
                         del self._children[old.parent]
-                if old.status == ModuleStatus.ALIVE:
+                if old.status in ModuleStatus.OCCUPYING:
                     self._nalive[old.parent] -= 1
                     if not self._nalive[old.parent]:
                         del self._nalive[old.parent]
@@ -250,7 +250,7 @@ class Registry:
         if new.parent is not None:
             if new.status in ModuleStatus.IN_USE:
                 self._children.setdefault(new.parent, {})[uuid] = None
-            if new.status == ModuleStatus.ALIVE:
+            if new.status in ModuleStatus.OCCUPYING:
                 self._nalive[new.parent] += 1
 
     # -- reads -----------------------------------------------------------------
@@ -268,7 +268,7 @@ class Registry:
                 yield module
 
     def nalive(self, runtime_uuid: str) -> int:
-        """How many alive modules the runtime runs."""
+        """How many slots of the runtime are in use: its alive and exiting modules."""
         return self._nalive.get(runtime_uuid, 0)
 
     def children(self, runtime_uuid: str, *statuses: str) -> list[Module]:

@@ -31,9 +31,10 @@ def _placeable(registry: Registry, runtime: Runtime | None) -> bool:
 
 
 def _alive_count_changed(old: Module | None, new: Module | None) -> set[str]:
-    """Runtimes whose number of alive modules this module change moved."""
-    before = old.parent if old is not None and old.alive else None
-    after = new.parent if new is not None and new.alive else None
+    """Runtimes whose number of slots in use (alive and exiting modules) this change moved."""
+    busy = ModuleStatus.OCCUPYING
+    before = old.parent if old is not None and old.status in busy else None
+    after = new.parent if new is not None and new.status in busy else None
     return {p for p in (before, after) if p is not None and before != after}
 
 

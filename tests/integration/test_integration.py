@@ -58,10 +58,10 @@ async def test_runtime_and_client_full_cycle(app: App, peers: Any) -> None:
     assert code == 200 and body["acked_at"] is not None
 
     code, body = await app.get("/api/runtimes/")
-    assert body == {"runtimes": [{"uuid": RT, "name": "test", "runtime_type": "linux",
-                                  "aot_target": "{}", "children": [
-                                      {"uuid": M1, "name": "hello",
-                                       "filename": "wasm/tests/helloworld.wasm"}]}]}
+    items = [{"uuid": RT, "name": "test", "runtime_type": "linux", "aot_target": "{}",
+              "children": [{"uuid": M1, "name": "hello",
+                            "filename": "wasm/tests/helloworld.wasm"}], "queued": []}]
+    assert body == {"runtimes": items, "count": 1, "start": 0, "results": items}
 
     client.publish(f"{R}/control", {"object_id": "o-del", "type": "arts_req", "action": "delete",
                                     "data": {"uuid": "hello"}})
@@ -72,7 +72,8 @@ async def test_runtime_and_client_full_cycle(app: App, peers: Any) -> None:
                                            "data": {"type": "module", "uuid": M1}})
     notif = (await client.expect(f"{R}/notif", lambda m: m.json["action"] == "exited")).json
     assert notif["data"] == {"type": "module", "uuid": M1}
-    assert (await app.get("/api/modules/"))[1] == {"modules": []}
+    assert (await app.get("/api/modules/"))[1] == {"modules": [], "count": 0, "start": 0,
+                                                   "results": []}
     assert not client.on(f"{R}/log/orchestrator")
 
 

@@ -133,7 +133,7 @@ async def test_pages_cover_everything_once_even_with_inserts_between_pages() -> 
 async def test_empty_and_exact_last_page(h: Harness) -> None:
     client = api(h)
     assert (await get(client, "/api/modules/?status=killed&limit=5"))[2] == {
-        "modules": [], "next": None}
+        "modules": [], "results": [], "next": None}
     code, _, body = await get(client, "/api/modules/?limit=4")
     assert len(body["modules"]) == 4 and body["next"] is None
     code, _, body = await get(client, "/api/modules/?limit=3")

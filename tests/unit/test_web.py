@@ -40,11 +40,29 @@ async def test_list_runtimes_compat_shape(h: Harness) -> None:
     code, headers, body = await get(h, "/api/runtimes/")
     assert code == 200
     assert headers.getRawHeaders("Content-Type") == ["application/json"]
-    assert body == {"runtimes": [
+    items = [
         {"uuid": RT1, "name": "test", "runtime_type": "linux", "aot_target": "{}",
-         "children": [{"uuid": M1, "name": "module", "filename": "wasm/polybench/2mm_s.wasm"}]},
+         "children": [{"uuid": M1, "name": "module", "filename": "wasm/polybench/2mm_s.wasm"}],
+         "queued": []},
         {"uuid": RT2, "name": "other", "runtime_type": "linux", "aot_target": "{}",
-         "children": []}]}
+         "children": [], "queued": []}]
+    # 2022-07 clients read "runtimes"; 2022-09 and 2023 clients read "results"
+    assert body == {"runtimes": items, "count": 2, "start": 0, "results": items}
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_runtimes_shows_each_ones_queue(h: Harness) -> None:
+    h.register(RT2, name="other", max_nmodules=1)
+    h.create(uuid="q1", name="first", parent=RT2)
+    h.create(uuid="q2", name="waiting", parent=RT2, filename="w.wasm")
+    _, _, body = await get(h, "/api/runtimes/")
+    [other] = [r for r in body["results"] if r["uuid"] == RT2]
+    assert [c["uuid"] for c in other["children"]] == ["q1"]
+    assert other["queued"] == [{"uuid": "q2", "name": "waiting", "filename": "w.wasm"}]
+    _, _, detail = await get(h, f"/api/runtimes/{RT2}/")
+    assert detail["queued"] == other["queued"]
+    _, _, page = await get(h, "/api/runtimes/?limit=10")
+    assert page["results"] == page["runtimes"] and page["next"] is None
 
 
 @pytest_twisted.ensureDeferred
@@ -53,8 +71,9 @@ async def test_lists_show_only_alive(h: Harness) -> None:
     _, _, runtimes = await get(h, "/api/runtimes")
     assert [r["uuid"] for r in runtimes["runtimes"]] == [RT1]
     _, _, modules = await get(h, "/api/modules")
-    assert modules == {"modules": [{"uuid": M1, "name": "module", "parent": RT1,
-                                    "filename": "wasm/polybench/2mm_s.wasm"}]}
+    items = [{"uuid": M1, "name": "module", "parent": RT1,
+              "filename": "wasm/polybench/2mm_s.wasm"}]
+    assert modules == {"modules": items, "count": 1, "start": 0, "results": items}
 
 
 @pytest_twisted.ensureDeferred
