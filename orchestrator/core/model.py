@@ -250,7 +250,8 @@ class Module:
 
     def _wire_2023(self) -> dict[str, Any]:
         """The client's own fields unchanged, with the ones the orchestrator decides."""
-        shape = {"type": "module", "uuid": self.uuid, "name": self.name, "parent": self.parent}
+        shape: dict[str, Any] = {"type": "module", "uuid": self.uuid, "name": self.name,
+                                 "parent": self.parent}
         shape.update((k, v) for k, v in self.sent.items() if k not in shape)
         shape["alive"], shape["status"] = self.alive, self.status
         return shape
