@@ -5,18 +5,25 @@ CONFIG    ?= config.json
 MOSQUITTO ?= /usr/sbin/mosquitto
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install run test test-unit typecheck bench broker test-tools clean
+.PHONY: install install-service run test test-unit typecheck bench broker test-tools clean
 
-install: $(VENV)/.installed broker
+# install-service: what the service needs (make run); install: that and the test tools
+install-service: $(VENV)/.installed broker
+
+install: $(VENV)/.installed-test broker
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@python3 -c 'import ensurepip' 2>/dev/null || { \
 	  echo "python3-venv is missing; installing it"; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv; }
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e . --config-settings editable_mode=compat
 	@# write twisted's plugin cache now, while we may write to the venv
 	$(PY) -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 broker:
@@ -24,7 +31,7 @@ broker:
 	  echo "mosquitto is missing; installing it"; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto mosquitto-clients; }
 
-run: install
+run: install-service
 	contrib/run-dev.sh $(VENV) $(CONFIG)
 
 test: install test-tools typecheck

@@ -86,6 +86,9 @@ class Config:
     mqtt_username: str | None = "arts"
     pwd: str = "mqtt_pwd.txt"
     log_dir: str | None = "."
+    # the operator's log
+    log_format: str = "text"
+    access_log_slow_sec: float = 1.0
     # MQTT connection
     mqtt_protocol: str = "auto"
     mqtt_client_id: str | None = None
@@ -128,6 +131,8 @@ _CHECKS: dict[str, _Check] = {
     "mqtt_username": _OPT_STR,
     "pwd": _STR,
     "log_dir": _OPT_STR,
+    "log_format": (lambda v: v in ("text", "json"), '"text" or "json"'),
+    "access_log_slow_sec": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "mqtt_protocol": (lambda v: v in ("auto", "5", "3.1.1"), '"auto", "5" or "3.1.1"'),
     "mqtt_client_id": _OPT_STR,
     "mqtt_keepalive": _POS_INT,

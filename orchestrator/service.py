@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .adapters.decisionlog import DecisionLog
 from .core.effects import Effect, Event, Handled, Publish
 from .core.model import compact_json
 from .core.protocol import Orchestrator
@@ -26,7 +27,7 @@ from .core.registry import Key, Record, Registry
 from .adapters.store import LoadReport
 
 __all__ = ["OrchestratorService", "Publisher", "Journal", "EventSink", "Counts",
-           "NO_PUBLISHER", "NO_EVENTS", "NO_COUNTS"]
+           "NO_PUBLISHER", "NO_EVENTS", "NO_COUNTS", "StartupError"]
 
 log = Logger()
 
@@ -34,6 +35,10 @@ log = Logger()
 SWEEP_INTERVAL = 1.0
 #: how often dead records past retention are dropped
 PRUNE_INTERVAL = 3600.0
+
+
+class StartupError(Exception):
+    """The service cannot start (the message says why, in one line)."""
 
 
 class Publisher(Protocol):
@@ -125,15 +130,20 @@ class OrchestratorService(Service):
 
     def __init__(self, reactor: IReactorTime, core: Orchestrator, store: Journal, *,
                  publisher: Publisher = NO_PUBLISHER, events: EventSink | None = None,
-                 metrics: Counts = NO_COUNTS, stop: Callable[[], None] | None = None) -> None:
+                 metrics: Counts = NO_COUNTS, decisions: DecisionLog | None = None,
+                 stop: Callable[[], None] | None = None) -> None:
         """``stop`` is called when the journal cannot be made durable (default: stop
-        the reactor)."""
+        the reactor). ``decisions`` is the operator's log (default: one without
+        debug lines)."""
         self._reactor = reactor
         self.core = core
         self.store = store
         self.events: EventSink = events if events is not None else NO_EVENTS()
         self.metrics = metrics
         self.publisher = publisher
+        #: decisions once durable, refused requests, each message (debug)
+        self.decisions = decisions or DecisionLog(core.config.scheduler,
+                                                  core.registry.runtimes.get)
         self._stop = stop
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
@@ -160,6 +170,9 @@ class OrchestratorService(Service):
         gc.disable()
         try:
             report = self.store.load(self.core.registry)
+        except OSError as e:
+            raise StartupError(f"state directory {self.store.path!r}: "
+                               f"{e.strerror or e}") from None
         finally:
             gc.enable()
             gc.freeze()
@@ -205,9 +218,13 @@ class OrchestratorService(Service):
         if not self._accepting:
             return
         started = time.perf_counter()
+        self.decisions.wire_in(topic, payload)
         handled: Handled = self.core.handle(topic, payload, self._reactor.seconds())
-        self.metrics.handled(handled.kind, None if handled.error is None else handled.error.desc,
+        error = handled.error
+        self.metrics.handled(handled.kind, None if error is None else error.desc,
                              time.perf_counter() - started)
+        if error is not None:
+            self.decisions.refused(topic, error, handled.effects)
         self._absorb(handled.effects)
 
     def broker_connected(self) -> None:
@@ -264,8 +281,11 @@ class OrchestratorService(Service):
     def _emit(self, effects: list[Effect], event_id: int) -> None:
         for effect in effects:
             if isinstance(effect, Publish):
-                self.publisher.publish(effect.topic, encode(effect.payload))
+                payload = encode(effect.payload)
+                self.decisions.wire_out(effect.topic, payload)
+                self.publisher.publish(effect.topic, payload)
             else:
+                self.decisions.event(effect)
                 self.events.append(event_id, effect, self._reactor.seconds())
                 self.metrics.announced(effect.type)
                 event_id += 1

@@ -7,23 +7,29 @@ pieces, and wires them: store + core, the MQTT link, the REST site.
 from __future__ import annotations
 
 import os
-from typing import Any
+import platform
+import sys
+from typing import Any, NoReturn
 
+import twisted
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
-from twisted.logger import Logger
+from twisted.internet.error import CannotListenError
+from twisted.logger import ILogObserver, Logger, LogLevel, textFileLogObserver
 from twisted.python import usage
-from twisted.web.server import Site
 
+from . import __version__
 from .config import Config, ConfigError, broker_addresses, load_config
 from .core.events import EventLog, event_renderer
-from .adapters.logfile import LogFileService, NotifyReady
+from .adapters.access import AccessLogSite
+from .adapters.decisionlog import DecisionLog
+from .adapters.logfile import LogFileService, NotifyReady, levelled
 from .adapters.metrics import Metrics, state_series
 from .core.model import Runtime
 from .adapters.mqtt import MQTTService, build_client
 from .core.protocol import Orchestrator
-from .service import OrchestratorService
+from .service import OrchestratorService, StartupError
 from .adapters.output_stream import OutputStreams
 from .adapters.sse import EventStreams
 from .core.output import ModuleOutput
@@ -44,6 +50,11 @@ class Options(usage.Options):
         ["config", "c", None, "Path of the JSON config file (default: ./config.json)."],
     ]
 
+    def opt_version(self) -> NoReturn:
+        """Print the orchestrator's version and exit."""
+        print(version_line())
+        sys.exit(0)
+
     def postOptions(self) -> None:
         path = self["config"]
         if path is None and os.path.exists(DEFAULT_CONFIG):
@@ -51,8 +62,23 @@ class Options(usage.Options):
         try:
             self.config, self.unknown_keys = load_config(path)
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            fail(str(e))        # one line, not twistd's usage text
         self.config_path = path
+
+
+def version_line() -> str:
+    return (f"silverline-orchestrator {__version__} (Twisted {twisted.__version__}, "
+            f"Python {platform.python_version()})")
+
+
+def fail(why: str, *, logging: bool = False) -> NoReturn:
+    """Stop start-up with one clear line and exit status 1: on stderr while twistd's
+    log has not begun, else in the log (which twistd -n writes to stdout)."""
+    if logging:
+        log.critical("cannot start: {why}", why=why)
+    else:
+        print(f"silverline: cannot start: {why}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 class OrderedStop(MultiService):
@@ -93,11 +119,26 @@ class _Running(Service):
         self._stop()
 
 
-def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedStop:
+def open_logs(config: Config) -> LogFileService | None:
+    """``orchestrator.log``, writing from now on (None with ``"log_dir": null``)."""
+    if not config.log_dir:
+        return None
+    logs = LogFileService(config.log_dir, config.debug, config.log_format)
+    try:
+        logs.open()
+    except OSError as e:
+        raise StartupError(f"log directory {config.log_dir!r}: {e.strerror}") from None
+    return logs
+
+
+def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
+          logs: LogFileService | None = None) -> OrderedStop:
     """The whole service tree for a config (also used by tests, in-process)."""
     root = OrderedStop()
-    if log_to_dir and config.log_dir:
-        LogFileService(config.log_dir, config.debug).setServiceParent(root)
+    if logs is None and log_to_dir:
+        logs = open_logs(config)
+    if logs is not None:
+        logs.setServiceParent(root)
     metrics = Metrics()
     core = Orchestrator(config, on_placement=metrics.placement_seconds.observe,
                         on_failover=metrics.failover_seconds.observe)
@@ -107,6 +148,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
                       eager=lambda event: isinstance(event.record, Runtime))
     store = Store(reactor, config.state_dir, config.journal_fsync,
                   on_sync=metrics.fsync_seconds.observe)
+    decisions = DecisionLog(config.scheduler, core.registry.runtimes.get,
+                            debug=config.debug and logs is not None)
     topics = core.topics
     # module output (ids start at the start time in ms, so they grow across restarts)
     output = ModuleOutput(config.realm, first_id=int(reactor.seconds() * 1000))
@@ -129,7 +172,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
         buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay,
         takeover_max_delay=config.takeover_max_delay)
     orchestrator = OrchestratorService(reactor, core, store, publisher=mqtt, events=events,
-                                       metrics=metrics, stop=reactor.stop)
+                                       metrics=metrics, decisions=decisions, stop=reactor.stop)
     orchestrator.setName("orchestrator")
     orchestrator.setServiceParent(root)
     mqtt.setName("mqtt")
@@ -152,7 +195,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,
                   token=config.rest_token, output=output_streams)
-    site = Site(api.resource())
+    site = AccessLogSite(api.resource(), slow_sec=config.access_log_slow_sec)
     site.displayTracebacks = False
     web = strports.service(_listen_endpoint(config), site, reactor=reactor)
     web.setName("web")
@@ -161,11 +204,61 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True) -> OrderedSt
     return root
 
 
+class Twistd(MultiService):
+    """The service tree as twistd runs it: start-up failures become one line and
+    exit status 1, and twistd's own stdout log shows info and above (debug lines
+    go to ``orchestrator.log`` only)."""
+
+    def __init__(self, root: IService, stdout: ILogObserver | None) -> None:
+        super().__init__()
+        root.setServiceParent(self)
+        self._stdout = stdout
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd asks its application for an ILogObserver before it makes its own
+        if self._stdout is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self._stdout)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except (StartupError, CannotListenError) as e:
+            fail(_why(e), logging=True)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except (StartupError, CannotListenError) as e:
+            fail(_why(e), logging=True)
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, CannotListenError):
+        reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        return f"cannot listen for HTTP on {error.interface or '*'}:{error.port}: {reason}"
+    return str(error)
+
+
+def _twistd_logs_to_stdout(options: Options) -> bool:
+    """True when twistd would write its log to stdout (``-n`` without ``--logfile``)."""
+    server: Any = getattr(options, "parent", None) or {}
+    return (bool(server.get("nodaemon")) and server.get("logfile") in (None, "", "-")
+            and not server.get("syslog") and not server.get("logger"))
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     config: Config = options.config
+    try:
+        logs = open_logs(config)
+    except StartupError as e:
+        fail(str(e))
+    log.info("{version}", version=version_line())
     if options.unknown_keys:
         log.warn("config: ignoring unknown keys {keys}", keys=", ".join(options.unknown_keys))
     log.info("config: {source}", source=options.config_path or "defaults (no config.json here)")
-    return build(config, reactor)
+    stdout = (levelled(textFileLogObserver(sys.stdout), LogLevel.info)
+              if _twistd_logs_to_stdout(options) else None)
+    return Twistd(build(config, reactor, logs=logs), stdout)

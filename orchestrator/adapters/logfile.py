@@ -1,4 +1,8 @@
-"""Logs to ``log_dir`` next to twistd's own stdout log, and the systemd ready signal."""
+"""Logs to ``log_dir`` next to twistd's own stdout log, and the systemd ready signal.
+
+The file is opened when the service tree is built, not when it starts, so the
+start-up warnings (unknown config keys, a missing password file) are in it too.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,46 @@ from typing import IO, Any, cast
 from twisted.application.service import Service
 from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, globalLogPublisher,
-                            textFileLogObserver)
+                            jsonFileLogObserver, textFileLogObserver)
 from twisted.python.logfile import LogFile
 
-__all__ = ["LogFileService", "NotifyReady"]
+__all__ = ["LogFileService", "NotifyReady", "levelled"]
 
 log = Logger()
 
 
-class LogFileService(Service):
-    """Copies every log event to ``<log_dir>/orchestrator.log`` (rotated at 10 MB)."""
+def levelled(observer: ILogObserver, level: LogLevel) -> ILogObserver:
+    """``observer``, seeing only events at ``level`` and above."""
+    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=level)])
 
-    def __init__(self, log_dir: str, debug: bool) -> None:
+
+class LogFileService(Service):
+    """Copies every log event to ``<log_dir>/orchestrator.log`` (rotated at 10 MB),
+    as text or as one JSON object a line (``twisted.logger``'s own event format)."""
+
+    def __init__(self, log_dir: str, debug: bool, log_format: str = "text") -> None:
         self.log_dir = log_dir
         self.level = LogLevel.debug if debug else LogLevel.info
+        self.log_format = log_format
         self._file: LogFile | None = None
         self._observer: ILogObserver | None = None
 
-    def startService(self) -> None:
-        super().startService()
+    def open(self) -> None:
+        """Start writing (once); raises OSError if the directory is not writable."""
+        if self._observer is not None:
+            return
         os.makedirs(self.log_dir, exist_ok=True)
         self._file = LogFile("orchestrator.log", self.log_dir,
                              rotateLength=10_000_000, maxRotatedFiles=5)
-        self._observer = FilteringLogObserver(
-            textFileLogObserver(cast(IO[Any], self._file)),   # a LogFile is file-like
-            [LogLevelFilterPredicate(defaultLogLevel=self.level)])
+        out = cast(IO[Any], self._file)      # a LogFile is file-like
+        writer = (jsonFileLogObserver(out, recordSeparator="") if self.log_format == "json"
+                  else textFileLogObserver(out))
+        self._observer = levelled(writer, self.level)
         globalLogPublisher.addObserver(self._observer)
+
+    def startService(self) -> None:
+        super().startService()
+        self.open()
 
     def stopService(self) -> None:
         super().stopService()

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import platform
+
+import twisted
+from prometheus_client import (CollectorRegistry, Counter, Histogram, Info, PlatformCollector,
+                               ProcessCollector, generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .. import __version__
 from ..core.model import ModuleStatus, RuntimeStatus
 
 __all__ = ["Metrics"]
@@ -26,6 +31,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)          # process_cpu_seconds_total, RSS, open fds, ...
+        PlatformCollector(registry=r)         # python_info
+        Info("silverline_build", "The orchestrator's version", registry=r).info(
+            {"version": __version__, "python": platform.python_version(),
+             "twisted": twisted.__version__})
         self.messages = Counter("silverline_messages", "MQTT messages handled",
                                 ["topic", "outcome"], registry=r)
         self.errors = Counter("silverline_errors", "Errors published on the log topic",

@@ -106,8 +106,6 @@ class Orchestrator:
         for uuid in self.liveness.overdue(now):
             runtime = self.registry.runtimes.get(uuid)
             if runtime is not None and runtime.alive:
-                self.log.warn("runtime {uuid} ({name}) missed its keepalives: dead",
-                              uuid=uuid, name=runtime.name)
                 with self.registry.transaction():
                     self._runtime_died(runtime, "keepalive timeout", out, now)
         return out.effects

@@ -1,17 +1,21 @@
-"""The real ``twistd -n silverline`` as a subprocess: start, serve, SIGTERM, restart."""
+"""The real ``twistd -n silverline`` as a subprocess: start, serve, SIGTERM, restart;
+what it logs where; start-up failures as one line and exit status 1."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+import treq
 from twisted.internet.threads import deferToThread
+from twisted.logger import formatEvent
 
 from tests.support.app import http_get
 from tests.support.broker import Mosquitto, free_port
@@ -67,7 +71,14 @@ async def test_twistd_serves_and_survives_a_restart(broker: Mosquitto, peers: An
     out = (tmp_path / "twistd.out").read_text()
     assert "ignoring unknown keys some_cluster_key" in out
     assert "Server Shut Down" in out and "snapshot of batch" in out
-    assert (tmp_path / "logs" / "orchestrator.log").read_text().count("MQTT connected") == 1
+    log = (tmp_path / "logs" / "orchestrator.log").read_text()
+    assert log.count("MQTT connected") == 1
+    # start-up warnings, decisions and (debug is on by default) each message in and out
+    assert "ignoring unknown keys some_cluster_key" in log
+    assert f"runtime sub ({RT}) registered" in log
+    assert f"module module (m1) placed on sub ({RT}): least_loaded policy" in log
+    assert f"#debug] in  {R}/reg " in log and f"#debug] out {R}/control/{RT} " in log
+    assert "#debug]" not in out            # twistd's stdout log stays at info
 
     proc = twistd(tmp_path, "--config", str(tmp_path / "config.json"))
     try:
@@ -87,12 +98,102 @@ async def test_twistd_serves_and_survives_a_restart(broker: Mosquitto, peers: An
             proc.kill()
 
 
-def test_bad_config_names_the_key(tmp_path: Path) -> None:
-    (tmp_path / "bad.json").write_text(json.dumps({"http_port": "eighty"}))
-    proc = subprocess.run(
+def run_twistd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-         "-n", "--pidfile=", "silverline", "--config", str(tmp_path / "bad.json")],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+         "-n", "--pidfile=", "silverline", *args],
+        cwd=workdir, env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert "http_port" in proc.stdout + proc.stderr
+
+
+def one_clear_line(proc: subprocess.CompletedProcess[str], why: str) -> None:
+    """Exit status 1, the reason once, no traceback and no usage text."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert output.count(why) == 1, output
+    assert "Traceback" not in output and "Usage:" not in output and "--help" not in output
+
+
+def test_version(tmp_path: Path) -> None:
+    from orchestrator import __version__
+    proc = run_twistd(tmp_path, "--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"silverline-orchestrator {__version__} (Twisted ")
+
+
+def test_a_bad_config_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"http_port": "eighty"}))
+    proc = run_twistd(tmp_path, "--config", str(tmp_path / "bad.json"))
+    one_clear_line(proc, "silverline: cannot start: config key 'http_port': expected an "
+                         'integer port 0-65535, got "eighty"')
+    (tmp_path / "broken.json").write_text("{nope")
+    one_clear_line(run_twistd(tmp_path, "--config", "broken.json"), "is not valid JSON")
+    one_clear_line(run_twistd(tmp_path, "--config", "missing.json"),
+                   "cannot read config 'missing.json'")
+
+
+def _config(tmp_path: Path, **keys: Any) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({
+        "mqtt": "127.0.0.1", "mqtt_port": free_port(), "http": "127.0.0.1",
+        "http_port": free_port(), "state_dir": "state", "log_dir": "logs", **keys}))
+
+
+def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _config(tmp_path, http_port=port)
+        proc = run_twistd(tmp_path)
+    one_clear_line(proc, f"cannot start: cannot listen for HTTP on 127.0.0.1:{port}: "
+                         "Address already in use")
+    assert "cannot listen for HTTP" in (tmp_path / "logs" / "orchestrator.log").read_text()
+
+
+def test_an_unusable_state_directory_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    _config(tmp_path, state_dir="a-file/state", mqtt_username="arts", pwd="no-such-file")
+    proc = run_twistd(tmp_path)
+    one_clear_line(proc, "cannot start: state directory 'a-file/state': Not a directory")
+    log = (tmp_path / "logs" / "orchestrator.log").read_text()
+    # start-up warnings reach orchestrator.log too, not only stdout
+    assert "MQTT password file 'no-such-file' not found" in log
+    assert "cannot start: state directory" in log
+
+
+def test_an_unusable_log_directory_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    _config(tmp_path, log_dir="a-file/logs")
+    one_clear_line(run_twistd(tmp_path),
+                   "silverline: cannot start: log directory 'a-file/logs': Not a directory")
+
+
+@pytest_twisted.ensureDeferred
+@within(60)
+async def test_json_log_and_metrics(broker: Mosquitto, tmp_path: Path) -> None:
+    http_port = free_port()
+    _config(tmp_path, mqtt_port=broker.port, http_port=http_port, mqtt_username=None,
+            log_format="json", debug=False)
+    proc = twistd(tmp_path)
+    try:
+        async def metrics() -> Any:
+            try:
+                response = await treq.get(f"http://127.0.0.1:{http_port}/metrics", timeout=5)
+                return await response.text()
+            except Exception:
+                return None
+        text = await eventually(metrics, 20, "/metrics")
+        assert "silverline_build_info{" in text and "process_cpu_seconds_total" in text
+        code, _ = await http_get(f"http://127.0.0.1:{http_port}/api/nothing-here")
+        assert code == 404
+        assert await stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = (tmp_path / "logs" / "orchestrator.log").read_text().splitlines()
+    docs = [json.loads(line) for line in lines]           # every line one JSON object
+    texts = [formatEvent(d) for d in docs]
+    assert any(t.startswith("silverline-orchestrator ") for t in texts)
+    assert any(t.startswith("GET /api/nothing-here 404 ") for t in texts)
+    assert not any(t.startswith("GET /metrics ") for t in texts)     # 200s are not logged
+    assert not any(d["log_level"]["name"] == "debug" for d in docs)
