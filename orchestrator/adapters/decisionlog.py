@@ -42,6 +42,11 @@ class DecisionLog:
             "runtime.registered": self._registered,
             "runtime.reregistered": self._reregistered,
             "runtime.dead": self._dead,
+            "runtime.revived": self._revived,
+            "runtime.drained": self._drained,
+            "runtime.undrained": self._undrained,
+            "runtime.forgotten": self._forgotten,
+            "module.revived": self._module_revived,
             "module.created": self._placed,
             "module.queued": self._queued,
             "module.started": self._started,
@@ -114,7 +119,27 @@ class DecisionLog:
         self._say("runtime {runtime_name} ({runtime}) dead: {reason}", event, reason=reason,
                   level="warn" if reason == "keepalive timeout" else "info")
 
+    def _revived(self, event: Event) -> None:
+        reason = (event.extra or {}).get("reason")
+        self._say("runtime {runtime_name} ({runtime}) alive again: it sends keepalives "
+                  "(was dead: {reason})", event, reason=reason, level="warn")
+
+    def _drained(self, event: Event) -> None:
+        self._say("runtime {runtime_name} ({runtime}) drained: no new placements there",
+                  event)
+
+    def _undrained(self, event: Event) -> None:
+        self._say("runtime {runtime_name} ({runtime}) takes placements again", event)
+
+    def _forgotten(self, event: Event) -> None:
+        self._say("runtime {runtime_name} ({runtime}) forgotten by an operator", event)
+
     # -- modules ------------------------------------------------------------------------
+    def _module_revived(self, event: Event) -> None:
+        m = event.record
+        self._say("module {module_name} ({module}) alive again on {where}: its keepalive "
+                  "lists it", event, where=self._where(_parent(m)), parent=_parent(m))
+
     def _placed(self, event: Event) -> None:
         m = event.record
         assert isinstance(m, Module)
@@ -152,9 +177,8 @@ class DecisionLog:
     def _killed(self, event: Event) -> None:
         m = event.record
         assert isinstance(m, Module)
-        why = ("fault_crash restart, but no compatible runtime has room"
-               if m.fault_crash == "restart" else "fault_crash ignore")
-        self._say("module {module_name} ({module}) killed: {where} died; not moved ({why}); "
+        why = (event.extra or {}).get("reason") or "not moved"
+        self._say("module {module_name} ({module}) killed: {where} died; {why}; "
                   "it starts again when that runtime registers again", event,
                   where=self._where(m.parent), parent=m.parent, why=why)
 
@@ -169,7 +193,8 @@ class DecisionLog:
                   where=self._where(_parent(m)), parent=_parent(m))
 
     def _deleted(self, event: Event) -> None:
-        self._say("module {module_name} ({module}) deleted before it ran", event)
+        why = (event.extra or {}).get("reason") or "it had not started"
+        self._say("module {module_name} ({module}) deleted: {why}", event, why=why)
 
     def _acked(self, event: Event) -> None:
         m = event.record

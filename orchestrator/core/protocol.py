@@ -350,9 +350,6 @@ class Orchestrator:
     def _revive(self, runtime: Runtime, out: Outbox, now: float) -> Runtime:
         """A dead runtime is heard again: the verdict was wrong, undo it."""
         reason = runtime.dead_reason
-        self.log.warn("runtime {uuid} ({name}), dead ({reason}) for {s:.1f}s, sends keepalives: "
-                      "alive again", uuid=runtime.uuid, name=runtime.name, reason=reason,
-                      s=now - runtime.changed_at)
         alive = self.registry.put_runtime(evolve(
             runtime, status=RuntimeStatus.ALIVE, dead_reason=None, changed_at=now))
         out.notify("revived", {"type": "runtime", "uuid": alive.uuid, "name": alive.name,

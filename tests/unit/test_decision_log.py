@@ -152,12 +152,11 @@ def test_failover_lines_say_from_where_to_where_and_why_not(fleet: Fleet) -> Non
     assert fleet.lines.one("module.rescheduled") == (
         f"module mover (m-mover) moved from rt2 ({RT2}) to rt1 ({RT1}): its runtime died")
     assert fleet.lines.one("module.killed") == (
-        f"module stuck (m-stuck) killed: rt2 ({RT2}) died; not moved (fault_crash restart, "
-        "but no compatible runtime has room); it starts again when that runtime registers "
-        "again")
+        f"module stuck (m-stuck) killed: rt2 ({RT2}) died; not moved: no room: all 2 "
+        "compatible runtimes are full; it starts again when that runtime registers again")
     fleet.send("reg", {"object_id": "w", "action": "delete", "type": "arts_req",
                        "data": {"type": "runtime", "uuid": RT3}})
-    assert "not moved (fault_crash ignore)" in formatEvent(
+    assert "not moved: fault_crash is not restart" in formatEvent(
         fleet.lines.decisions("module.killed")[1])
     fleet.register(RT2, "rt2", max_nmodules=2)
     assert fleet.lines.one("module.respawned") == (
@@ -170,7 +169,7 @@ def test_stop_and_delete_lines(fleet: Fleet) -> None:
     fleet.create("waiting", uuid="m-w", parent="rt1")
     fleet.send("control", {"object_id": "d1", "action": "delete", "type": "arts_req",
                            "data": {"uuid": "waiting"}})
-    assert fleet.lines.one("module.deleted") == "module waiting (m-w) deleted before it ran"
+    assert fleet.lines.one("module.deleted") == "module waiting (m-w) deleted: it had not started"
     fleet.send("control", {"object_id": "d2", "action": "delete", "type": "arts_req",
                            "data": {"uuid": "running"}})
     assert fleet.lines.one("module.exiting") == (
@@ -223,14 +222,54 @@ def test_without_debug_there_are_no_debug_lines(fleet: Fleet) -> None:
     assert fleet.lines and not fleet.lines.text(LogLevel.debug)
 
 
+def test_revival_lines(fleet: Fleet) -> None:
+    fleet.register(RT1, "rt1")
+    fleet.create("kept", uuid=M1, parent="rt1")
+    fleet.send("reg", {"object_id": "w", "action": "delete", "type": "arts_req",
+                       "data": {"type": "runtime", "uuid": RT1}})
+    fleet.clock.advance(10)
+    fleet.send("keepalive", {"object_id": "k", "action": "update", "type": "arts_req",
+                             "data": {"uuid": RT1, "children": [{"uuid": M1}]}})
+    [revived] = fleet.lines.decisions("runtime.revived")
+    assert formatEvent(revived) == (
+        f"runtime rt1 ({RT1}) alive again: it sends keepalives (was dead: delete)")
+    assert revived["log_level"] is LogLevel.warn
+    assert fleet.lines.one("module.revived") == (
+        f"module kept ({M1}) alive again on rt1 ({RT1}): its keepalive lists it")
+
+
+def test_operator_action_lines(fleet: Fleet) -> None:
+    fleet.register(RT1, "rt1")
+    fleet.register(RT2, "rt2")
+    fleet.create("stays", uuid=M1, parent="rt1")
+
+    def operate(action: str, q: str) -> None:
+        fleet.send("control", {"object_id": f"op-{action}", "action": action,
+                               "type": "arts_req", "data": {"type": "runtime", "uuid": q}})
+    operate("drain", "rt1")
+    assert fleet.lines.one("runtime.drained") == (
+        f"runtime rt1 ({RT1}) drained: no new placements there")
+    operate("undrain", "rt1")
+    assert fleet.lines.one("runtime.undrained") == (
+        f"runtime rt1 ({RT1}) takes placements again")
+    operate("forget", "rt1")
+    assert fleet.lines.one("runtime.forgotten") == (
+        f"runtime rt1 ({RT1}) forgotten by an operator")
+    assert fleet.lines.one("runtime.dead") == f"runtime rt1 ({RT1}) dead: forgotten"
+    # stopped: its exit can no longer come, so it ends with its runtime
+    assert fleet.lines.one("module.deleted") == (
+        f"module stays ({M1}) deleted: its runtime was forgotten")
+
+
 def test_an_unknown_event_type_still_gets_a_line() -> None:
     from orchestrator.core.effects import Event
     from orchestrator.core.model import Runtime
     lines = Lines()
     log = DecisionLog("least_loaded", lambda uuid: None, log=Logger(observer=lines.append))
-    log.event(Event("runtime.revived", Runtime(uuid=RT1, serial=1, name="rt1"),
-                    {"by": "keepalive"}))
-    assert lines.one("runtime.revived") == f"runtime rt1 ({RT1}): runtime.revived (by keepalive)"
+    log.event(Event("runtime.teleported", Runtime(uuid=RT1, serial=1, name="rt1"),
+                    {"to": "mars"}))
+    assert lines.one("runtime.teleported") == (
+        f"runtime rt1 ({RT1}): runtime.teleported (to mars)")
 
 
 # -- the log file: text or JSON lines -----------------------------------------------------------
