@@ -25,6 +25,7 @@ from .effects import Outbox
 from .envelope import Envelope, ProtocolError
 from .explain import unplaced_reason
 from .fields import Fields
+from .lifecycle import transition
 from .model import ModuleStatus, Runtime, api_set, evolve
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def forget(core: "Orchestrator", env: Envelope, out: Outbox, now: float) -> None
     ended = []
     for module in registry.children(runtime.uuid):
         if module.status in (ModuleStatus.KILLED, ModuleStatus.QUEUED, ModuleStatus.EXITING):
-            gone = registry.put_module(evolve(module, status=ModuleStatus.DEAD, changed_at=now))
+            gone = registry.put_module(transition(module, ModuleStatus.DEAD, now))
             out.event("module.deleted", gone, reason="its runtime was forgotten")
             ended.append(gone.uuid)
     registry.drop_runtime(runtime.uuid)

@@ -21,6 +21,7 @@ from .effects import OTHER, Effect, Handled, Outbox
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .explain import unplaced_reason
 from .fields import Fields, check_ident, module_fields, runtime_fields
+from .lifecycle import born, transition
 from .liveness import Liveness
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
 from .operations import OPERATIONS
@@ -216,16 +217,18 @@ class Orchestrator:
         uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
         spec = runtime_fields(f, self.config.max_nmodules)
         old = self.registry.runtime_by_uuid(uuid)
-        common: dict[str, Any] = dict(status=RuntimeStatus.ALIVE, dead_reason=None, registered_at=now,
-                      changed_at=now, ka_interval_sec=self.config.ka_interval_sec)
+        common: dict[str, Any] = dict(dead_reason=None, registered_at=now,
+                                      ka_interval_sec=self.config.ka_interval_sec)
         if old is None:
-            runtime = Runtime(uuid=uuid, serial=self.registry.new_serial(), **spec, **common)
+            runtime = born(Runtime(uuid=uuid, serial=self.registry.new_serial(), **spec,
+                                   **common, status=RuntimeStatus.ALIVE, changed_at=now))
             self.registry.put_runtime(runtime)
             out.reply(topic, env.object_id, runtime.wire())
             out.event("runtime.registered", runtime)
         else:
             updates = {k: spec[k] for k in f.given if k in spec}
-            runtime = self.registry.put_runtime(evolve(old, **updates, **common))
+            runtime = self.registry.put_runtime(
+                transition(old, RuntimeStatus.ALIVE, now, **updates, **common))
             out.reply(topic, env.object_id, runtime.wire())
             out.event("runtime.reregistered", runtime, was=old.status)
             for module in self.registry.children(runtime.uuid, ModuleStatus.KILLED):
@@ -267,8 +270,8 @@ class Orchestrator:
     def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
         """Death by delete, last will or silence: fault policy for each module (7.3)."""
         started = self.perf()
-        dead = self.registry.put_runtime(evolve(
-            runtime, status=RuntimeStatus.DEAD, dead_reason=reason, changed_at=now))
+        dead = self.registry.put_runtime(transition(
+            runtime, RuntimeStatus.DEAD, now, dead_reason=reason))
         out.notify("dead", {"type": "runtime", "uuid": dead.uuid, "name": dead.name,
                             "reason": reason})
         out.event("runtime.dead", dead, reason=reason)
@@ -287,12 +290,12 @@ class Orchestrator:
                         why = unplaced[apis]
                     else:
                         why = unplaced[apis] = unplaced_reason(self.registry, apis)
-                    killed = self.registry.put_module(evolve(
-                        module, status=ModuleStatus.KILLED, changed_at=now))
+                    killed = self.registry.put_module(transition(
+                        module, ModuleStatus.KILLED, now))
                     out.event("module.killed", killed, reason=f"not moved: {why}")
             elif module.status == ModuleStatus.EXITING:
-                gone = self.registry.put_module(evolve(
-                    module, status=ModuleStatus.DEAD, changed_at=now))
+                gone = self.registry.put_module(transition(
+                    module, ModuleStatus.DEAD, now))
                 out.event("module.exited", gone)
         self.on_failover(self.perf() - started)
         return dead
@@ -350,8 +353,8 @@ class Orchestrator:
     def _revive(self, runtime: Runtime, out: Outbox, now: float) -> Runtime:
         """A dead runtime is heard again: the verdict was wrong, undo it."""
         reason = runtime.dead_reason
-        alive = self.registry.put_runtime(evolve(
-            runtime, status=RuntimeStatus.ALIVE, dead_reason=None, changed_at=now))
+        alive = self.registry.put_runtime(transition(
+            runtime, RuntimeStatus.ALIVE, now, dead_reason=None))
         out.notify("revived", {"type": "runtime", "uuid": alive.uuid, "name": alive.name,
                                "dead_reason": reason})
         out.event("runtime.revived", alive, reason=reason)
@@ -375,8 +378,8 @@ class Orchestrator:
                 out.request(self.topics.control_for(runtime.uuid), "delete",
                             {"type": "module", "uuid": module.uuid})
             elif module.status == ModuleStatus.KILLED:
-                back = self.registry.put_module(evolve(
-                    module, status=ModuleStatus.ALIVE, changed_at=now))
+                back = self.registry.put_module(transition(
+                    module, ModuleStatus.ALIVE, now))
                 out.event("module.revived", back)
 
     # -- modules -----------------------------------------------------------------
@@ -421,10 +424,10 @@ class Orchestrator:
                 raise ProtocolError("duplicate module UUID; request ignored", data)
             uuid = existing.uuid
         parent = self._resolve_parent(data, prefix)
-        module = Module(uuid=uuid, serial=self.registry.new_serial(), **spec,
-                        parent=parent.uuid if parent is not None else None,
-                        pinned=parent is not None, status=ModuleStatus.QUEUED,
-                        created_at=now, changed_at=now)
+        module = born(Module(uuid=uuid, serial=self.registry.new_serial(), **spec,
+                             parent=parent.uuid if parent is not None else None,
+                             pinned=parent is not None, status=ModuleStatus.QUEUED,
+                             created_at=now, changed_at=now))
         target = parent
         if parent is None:
             started = self.perf()
@@ -441,8 +444,8 @@ class Orchestrator:
         """
         if runtime is not None and self.scheduler.has_room(runtime):
             return self._start(module, runtime, out, now, event)
-        queued = self.registry.put_module(evolve(
-            module, status=ModuleStatus.QUEUED, changed_at=now,
+        queued = self.registry.put_module(transition(
+            module, ModuleStatus.QUEUED, now,
             parent=runtime.uuid if runtime is not None else None,
             pinned=runtime is not None))
         out.event("module.queued", queued)
@@ -453,9 +456,8 @@ class Orchestrator:
     def _start(self, module: Module, runtime: Runtime, out: Outbox, now: float,
                event: str, **extra: Any) -> tuple[Module, dict[str, Any]]:
         """Make the module alive on ``runtime`` and forward its create there."""
-        started = self.registry.put_module(evolve(
-            module, parent=runtime.uuid, status=ModuleStatus.ALIVE, changed_at=now,
-            acked_at=None))
+        started = self.registry.put_module(transition(
+            module, ModuleStatus.ALIVE, now, parent=runtime.uuid, acked_at=None))
         wire = started.wire()
         object_id = out.request(self.topics.control_for(runtime.uuid), "create", wire)
         self._expect_ack(object_id, started.uuid)
@@ -498,15 +500,15 @@ class Orchestrator:
             parent = module.parent
             assert parent is not None
             if module.alive:
-                module = self.registry.put_module(evolve(
-                    module, status=ModuleStatus.EXITING, changed_at=now))
+                module = self.registry.put_module(transition(
+                    module, ModuleStatus.EXITING, now))
                 out.event("module.exiting", module)
             object_id = out.request(self.topics.control_for(parent), "delete",
                                     {"type": "module", "uuid": module.uuid})
             self._expect_delete_ack(object_id, module.uuid, parent)
         elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):
-            module = self.registry.put_module(evolve(
-                module, status=ModuleStatus.DEAD, changed_at=now))
+            module = self.registry.put_module(transition(
+                module, ModuleStatus.DEAD, now))
             out.event("module.deleted", module)
         out.reply(self.topics.control, env.object_id, module.wire())
 
@@ -536,8 +538,7 @@ class Orchestrator:
     def _gone(self, module: Module, out: Outbox, now: float) -> None:
         """The module's runtime says it no longer runs: dead, announced, its slot reused."""
         held_slot = module.status in ModuleStatus.OCCUPYING
-        module = self.registry.put_module(evolve(module, status=ModuleStatus.DEAD,
-                                                  changed_at=now))
+        module = self.registry.put_module(transition(module, ModuleStatus.DEAD, now))
         out.notify("exited", {"type": "module", "uuid": module.uuid})
         out.event("module.exited", module)
         runtime = self.registry.runtimes.get(module.parent or "")
