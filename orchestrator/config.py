@@ -104,6 +104,9 @@ class Config:
     ka_interval_sec: int = 5
     keepalive_misses: int = 3
     revive_after_sec: float = 2.0
+    partition_share: float = 0.5
+    partition_min_silent: int = 3
+    partition_hold_max_sec: float = 300.0
     max_nmodules: int = 100
     scheduler: str = "least_loaded"
     max_payload_bytes: int = 262144
@@ -146,6 +149,9 @@ _CHECKS: dict[str, _Check] = {
     "ka_interval_sec": _POS_INT,
     "keepalive_misses": _POS_INT,
     "revive_after_sec": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "partition_share": _POS_NUM,
+    "partition_min_silent": _POS_INT,
+    "partition_hold_max_sec": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "max_nmodules": _NONNEG_INT,
     "scheduler": (lambda v: v in ("least_loaded", "round_robin"), '"least_loaded" or "round_robin"'),
     "max_payload_bytes": (lambda v: _is_int(v) and v >= 1024, "an integer >= 1024"),

@@ -191,6 +191,9 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
             reasons.append(f"not connected to the MQTT broker (trying {mqtt.broker})")
         if mqtt.taken_over is not None:
             reasons.append(mqtt.taken_over)
+        held = core.liveness.partition.reason()
+        if held is not None:
+            reasons.append(held)
         return reasons
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,

@@ -128,6 +128,13 @@ def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Met
     if store is not None:
         yield CounterMetricFamily("silverline_journal_batches", "Journal batches written",
                                   value=store.seq)
+    partition = core.liveness.partition
+    yield GaugeMetricFamily("silverline_liveness_hold",
+                            "1 while dead verdicts are held (much of the fleet silent at once)",
+                            value=int(partition.holding))
+    yield CounterMetricFamily("silverline_liveness_holds",
+                              "Times dead verdicts were held for a suspected partition",
+                              value=partition.holds)
     yield GaugeMetricFamily("silverline_liveness_tracked",
                             "Runtimes judged by their keepalives",
                             value=core.liveness.judged())

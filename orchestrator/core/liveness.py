@@ -10,6 +10,10 @@ it comes back every runtime gets one full grace period, so our outage is
 never mistaken for the fleet's. Deadlines sit in one heap that a periodic
 sweep pops; there is no timer per runtime.
 
+When a large share of the fleet goes silent together while our link is up, the
+verdicts wait (:mod:`.partition`): a partition between brokers is not a mass
+death.
+
 It also remembers what the revival rules need (README "Liveness"): the
 keepalive history of dead runtimes (a revived runtime keeps its rhythm), and
 the last wills still owed by the old connections of runtimes that registered
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .model import Module, Runtime
+from .partition import PartitionHold
 
 __all__ = ["Liveness", "allowed_silence"]
 
@@ -52,10 +57,13 @@ class Liveness:
     """Last-seen times and keepalive deadlines of alive runtimes."""
 
     def __init__(self, ka_interval_sec: float, misses: int,
-                 runtimes: Callable[[], Iterable[Runtime]] = tuple) -> None:
+                 runtimes: Callable[[], Iterable[Runtime]] = tuple,
+                 partition: PartitionHold | None = None) -> None:
         self._runtimes = runtimes       # all runtimes, for a rebuild after a bulk load
         self.ka_interval = float(ka_interval_sec)
         self.misses = misses
+        #: never holds unless given (a share above 1 is never reached)
+        self.partition = partition or PartitionHold(share=2.0, min_silent=1, max_hold=0.0)
         self._tracks: dict[str, _Track] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._bus_up = False
@@ -155,6 +163,18 @@ class Liveness:
     def _deadline(self, track: _Track) -> float:
         return max(track.last_seen, self._bus_up_since) + self._timeout(track)
 
+    def silence(self, now: float) -> tuple[int, int]:
+        """(silent, judged): runtimes judged by keepalives that missed one, and all of them."""
+        silent = judged = 0
+        since_up = self._bus_up_since
+        for track in self._tracks.values():
+            if track.keepalives >= 2:
+                judged += 1
+                period = self._timeout(track) / self.misses
+                if now - max(track.last_seen, since_up) > period:
+                    silent += 1
+        return silent, judged
+
     def _compact(self) -> None:
         self._deadlines = [(self._deadline(t), u) for u, t in self._tracks.items()
                            if t.keepalives >= 2]
@@ -162,7 +182,8 @@ class Liveness:
 
     # -- verdicts -------------------------------------------------------------------
     def overdue(self, now: float) -> list[str]:
-        """Runtimes silent past their deadline; empty while our broker link is down."""
+        """Runtimes silent past their deadline; empty while our broker link is down
+        and while a partition holds the verdicts."""
         if not self._bus_up:
             return []
         dead: list[str] = []
@@ -178,6 +199,21 @@ class Liveness:
                     dead.append(uuid)
             else:
                 heapq.heappush(heap, (deadline, uuid))   # seen since, or in grace
+        if not dead and not self.partition.holding:
+            return dead
+        silent, judged = self.silence(now)
+        was_holding = self.partition.holding
+        if self.partition.hold(now, silent, judged, due=bool(dead)):
+            for uuid in dead:                            # judged again at the next sweep
+                heapq.heappush(heap, (now, uuid))
+            return []
+        if was_holding and not self.partition.spent:
+            # heard again: like after our own outage, everyone gets a full period
+            # from now, so the rest of the fleet can catch up before silence counts
+            self._bus_up_since = max(self._bus_up_since, now)
+            for uuid in dead:
+                heapq.heappush(heap, (self._deadline(self._tracks[uuid]), uuid))
+            return []
         return dead
 
     # -- persistence: last-seen times survive a restart (not journaled) --

@@ -23,6 +23,7 @@ from .explain import unplaced_reason
 from .fields import Fields, check_ident, module_fields, runtime_fields
 from .lifecycle import born, transition
 from .liveness import Liveness
+from .partition import PartitionHold
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
 from .operations import OPERATIONS
 from .registry import Key, Record, Registry, canonical_uuid
@@ -65,7 +66,10 @@ class Orchestrator:
         self.registry = registry if registry is not None else Registry()
         self.scheduler = Scheduler(self.registry, config.scheduler)
         self.liveness = Liveness(config.ka_interval_sec, config.keepalive_misses,
-                                 lambda: self.registry.runtimes.values())
+                                 lambda: self.registry.runtimes.values(),
+                                 PartitionHold(config.partition_share,
+                                               config.partition_min_silent,
+                                               config.partition_hold_max_sec))
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
         self._pending_acks: OrderedDict[str, str] = OrderedDict()
