@@ -26,7 +26,8 @@ from .adapters.access import AccessLogSite
 from .adapters.decisionlog import DecisionLog
 from .adapters.logfile import LogFileService, NotifyReady, levelled
 from .adapters.metrics import Metrics, state_series
-from .core.model import Runtime
+from .core.effects import Event
+from .core.model import ModuleStatus, Runtime
 from .adapters.mqtt import MQTTService, build_client
 from .core.protocol import Orchestrator
 from .service import OrchestratorService, StartupError
@@ -119,6 +120,14 @@ class _Running(Service):
         self._stop()
 
 
+def _rendered_at_once(event: Event) -> bool:
+    """Events that show values derived from elsewhere are rendered as of their moment:
+    a runtime's module count, why a module waits."""
+    record = event.record
+    return isinstance(record, Runtime) or record.status in (ModuleStatus.QUEUED,
+                                                            ModuleStatus.KILLED)
+
+
 def open_logs(config: Config) -> LogFileService | None:
     """``orchestrator.log``, writing from now on (None with ``"log_dir": null``)."""
     if not config.log_dir:
@@ -145,7 +154,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
     events = EventLog(event_renderer(core.registry, core.liveness.last_seen),
                       keep=config.events_retained,
                       keep_seconds=config.events_retained_sec,
-                      eager=lambda event: isinstance(event.record, Runtime))
+                      eager=_rendered_at_once)
     store = Store(reactor, config.state_dir, config.journal_fsync,
                   on_sync=metrics.fsync_seconds.observe)
     decisions = DecisionLog(config.scheduler, core.registry.runtimes.get,
