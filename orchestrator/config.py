@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .core.topics import REALM_UNSAFE
+
 __all__ = ["Config", "ConfigError", "broker_addresses", "load_config", "config_from_mapping",
            "read_password"]
 
@@ -57,7 +59,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _topic_safe(v: Any) -> bool:
-    return isinstance(v, str) and v != "" and not any(c in v for c in "+#\0")
+    return isinstance(v, str) and v != "" and REALM_UNSAFE.search(v) is None
 
 
 # key -> (check, what the check expects, in words)

@@ -42,7 +42,8 @@ from typing import Iterable, Mapping, Sequence
 
 from ..config import ConfigError, load_config
 from ..core.fields import MAX_IDENT
-from ..core.registry import canonical_uuid
+from ..core.registry import id_key
+from ..core.topics import SPECIAL, WILDCARDS, Topics
 
 __all__ = ["AclError", "Identity", "ORCHESTRATOR", "RUNTIME", "MANAGER", "CLIENT", "MONITOR",
            "check_name", "check_realm", "check_identities", "topic_rules", "build_acl",
@@ -91,7 +92,7 @@ class Identity:
 # -- validation --------------------------------------------------------------------------
 def _bad_char(value: str) -> str | None:
     for c in value:
-        if c in "/+#":
+        if c in SPECIAL:
             return repr(c)
         if c == ":":
             return "':' (it separates the user name in the password file)"
@@ -124,16 +125,11 @@ def check_realm(realm: str) -> str:
     if not realm:
         raise AclError("realm: empty")
     for c in realm:
-        if c in "+#":
+        if c in WILDCARDS:
             raise AclError(f"realm {realm!r}: must not contain {c!r}")
         if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F:
             raise AclError(f"realm {realm!r}: must not contain whitespace or control characters")
     return realm
-
-
-def _same_runtime_key(uuid: str) -> str:
-    """How the orchestrator compares runtime uuids: a uuid in any case/hyphenation is one runtime."""
-    return canonical_uuid(uuid) or uuid
 
 
 def check_identities(identities: Sequence[Identity]) -> None:
@@ -161,7 +157,7 @@ def check_identities(identities: Sequence[Identity]) -> None:
                 raise AclError(f"{ident.role} {ident.username!r}: no runtime uuid")
             for uuid in ident.uuids:
                 check_name(uuid, "runtime uuid")
-                key = _same_runtime_key(uuid)
+                key = id_key(uuid)   # the orchestrator's own rule: any spelling, one runtime
                 if key in owners:
                     raise AclError(f"runtime {uuid!r} is claimed by both {owners[key]!r} and "
                                    f"{ident.username!r}: each runtime must belong to one login")
@@ -186,23 +182,23 @@ def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
       ``R/proc/notif``, ``R/proc/log/orchestrator``, ``R/proc/orchestrator/status``.
     monitor: reads everything under ``R/proc/`` (operators' mosquitto_sub).
     """
-    base = f"{realm}/proc"
+    t = Topics(realm)                   # the orchestrator's own layout: they cannot drift
     if ident.role == ORCHESTRATOR:
-        return [("readwrite", f"{base}/#")]
+        return [("readwrite", t.everything)]
     if ident.role in (RUNTIME, MANAGER):
         rules: list[tuple[str, str]] = []
         for uuid in ident.uuids:
-            rules += [("readwrite", f"{base}/reg/{uuid}"),
-                      ("write", f"{base}/keepalive/{uuid}"),
-                      ("readwrite", f"{base}/control/{uuid}")]
+            rules += [("readwrite", t.reg_for(uuid)),
+                      ("write", t.keepalive_for(uuid)),
+                      ("readwrite", t.control_for(uuid))]
         return rules
     if ident.role == CLIENT:
-        return [("readwrite", f"{base}/control"),
-                ("read", f"{base}/notif"),
-                ("read", f"{base}/log/orchestrator"),
-                ("read", f"{base}/orchestrator/status")]
+        return [("readwrite", t.control),
+                ("read", t.notif),
+                ("read", t.log),
+                ("read", t.status)]
     if ident.role == MONITOR:
-        return [("read", f"{base}/#")]
+        return [("read", t.everything)]
     raise AclError(f"unknown role {ident.role!r}")
 
 

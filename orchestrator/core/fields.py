@@ -8,12 +8,12 @@ can make the orchestrator publish to a topic of its choosing.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
 from .envelope import ProtocolError, invalid, missing
 from .model import freeze_list
+from .topics import LEVEL_UNSAFE
 
 __all__ = ["Fields", "runtime_fields", "module_fields", "check_ident",
            "MAX_IDENT", "MAX_DEPTH", "MAX_ITEMS"]
@@ -21,7 +21,7 @@ __all__ = ["Fields", "runtime_fields", "module_fields", "check_ident",
 MAX_IDENT = 128
 MAX_DEPTH = 32
 MAX_ITEMS = 4096
-_FORBIDDEN = re.compile(r"[/+#\x00-\x1f]")
+_FORBIDDEN = LEVEL_UNSAFE
 
 
 def check_ident(value: Any, path: str) -> str:
@@ -79,12 +79,16 @@ class Fields:
             return None
         return self._keep(key, check_ident(self.data[key], self._path(key)))
 
-    def required_text(self, key: str) -> str:
+    def required(self, key: str) -> Any:
+        """The value of a key that must be there, of any type (the caller checks it)."""
         if key not in self.data:
             raise missing(self._path(key))
-        value = self.data[key]
+        return self.data[key]
+
+    def required_text(self, key: str, expected: str = "non-empty string") -> str:
+        value = self.required(key)
         if not isinstance(value, str) or not value:
-            raise invalid(self._path(key), "non-empty string")
+            raise invalid(self._path(key), expected)
         return value
 
     def integer(self, key: str, default: int, minimum: int = 0) -> int:

@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .registry import canonical_uuid
+from .registry import id_key
 
 __all__ = ["OutputSource", "OUTPUT_SOURCES", "OutputLine", "ModuleOutput",
            "LINES_PER_MODULE", "TOTAL_BYTES", "MAX_LINE"]
@@ -122,7 +122,7 @@ class ModuleOutput:
 
     @staticmethod
     def key(module: str) -> str:
-        return canonical_uuid(module) or module
+        return id_key(module)
 
     def accept(self, topic: str, payload: bytes, now: float) -> bool:
         """Keep ``payload`` if ``topic`` is an output topic; False if it is not one."""

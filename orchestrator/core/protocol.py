@@ -26,7 +26,7 @@ from .liveness import Liveness
 from .partition import PartitionHold
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
 from .operations import OPERATIONS
-from .registry import Key, Record, Registry, canonical_uuid
+from .registry import Key, Record, Registry, same_id
 from .scheduler import Scheduler
 from .topics import CONTROL, KEEPALIVE, REG, Route, Topics
 
@@ -43,10 +43,6 @@ def new_uuid() -> str:
 
 def _ignore(seconds: float) -> None:
     pass
-
-
-def _same_id(a: str, b: str) -> bool:
-    return a == b or (canonical_uuid(a) or a) == (canonical_uuid(b) or b)
 
 
 class Orchestrator:
@@ -209,7 +205,7 @@ class Orchestrator:
         sub = check_ident(route.sub, "topic")
         if uuid is None:
             return sub
-        if not _same_id(uuid, sub):
+        if not same_id(uuid, sub):
             raise invalid("data/uuid", f"the uuid of the topic ({sub})")
         return uuid
 
@@ -266,7 +262,7 @@ class Orchestrator:
         name = f.text("name", "manager")
         if not alive:
             for runtime in [r for r in self.registry.runtimes.values()
-                            if r.alive and r.manager is not None and _same_id(r.manager, uuid)]:
+                            if r.alive and r.manager is not None and same_id(r.manager, uuid)]:
                 self._runtime_died(runtime, "manager delete", out, now)
         out.reply(topic, env.object_id, {"type": "manager", "uuid": uuid, "name": name,
                                          "alive": alive, "status": "alive" if alive else "dead"})
@@ -388,16 +384,14 @@ class Orchestrator:
 
     # -- modules -----------------------------------------------------------------
     def _resolve_parent(self, data: dict[str, Any], prefix: str = "data") -> Runtime | None:
-        parent = data.get("parent")
-        if parent is None:
+        given = data.get("parent")
+        if given is None:
             return None
-        path = f"{prefix}/parent"
-        if isinstance(parent, dict):
-            if "uuid" not in parent:
-                raise ProtocolError("missing field", f"{path}/uuid")
-            parent, path = parent["uuid"], f"{path}/uuid"
-        if not isinstance(parent, str) or not parent:
-            raise invalid(path, "runtime uuid or name")
+        expected = "runtime uuid or name"
+        if isinstance(given, dict):        # {"uuid": ...}
+            parent = Fields(given, f"{prefix}/parent").required_text("uuid", expected)
+        else:
+            parent = Fields(data, prefix).required_text("parent", expected)
         runtime = (self.registry.runtime_by_uuid(parent)
                    or self.registry.newest_alive_runtime_named(parent))
         if runtime is None or not runtime.alive:
@@ -476,11 +470,7 @@ class Orchestrator:
                                    "name": started.name, "parent": runtime.uuid})
 
     def _find_module(self, data: dict[str, Any]) -> Module:
-        if "uuid" not in data:
-            raise ProtocolError("missing field", "data/uuid")
-        q = data["uuid"]
-        if not isinstance(q, str) or not q:
-            raise invalid("data/uuid", "module uuid or name")
+        q = Fields(data).required_text("uuid", "module uuid or name")
         module = (self.registry.module_by_uuid(q)
                   or self.registry.newest_module_named(q, tuple(ModuleStatus.IN_USE)))
         if module is None:
@@ -491,7 +481,7 @@ class Orchestrator:
         Fields(env.data).kind("module")
         module = self._find_module(env.data)
         reporter = exit_reporter(env.data)
-        if reporter is not None and module.parent and _same_id(reporter, module.parent):
+        if reporter is not None and module.parent and same_id(reporter, module.parent):
             return self._exited(route, env, out, now)     # a 2021/2022 runtime reporting an exit
         if (reporter is not None and module.parent
                 and self.registry.runtime_by_uuid(reporter) is not None):
@@ -522,15 +512,14 @@ class Orchestrator:
             self._exited(route, env, out, now)
 
     def _exited(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
-        Fields(env.data).kind("module")
-        if "uuid" not in env.data:
-            raise ProtocolError("missing field", "data/uuid")
-        q = env.data["uuid"]
+        f = Fields(env.data)
+        f.kind("module")
+        q = f.required("uuid")
         module = self.registry.module_by_uuid(q) if isinstance(q, str) else None
         if module is None:
             raise ProtocolError("invalid Module UUID", q)
         if route.sub is not None and (module.parent is None
-                                      or not _same_id(route.sub, module.parent)):
+                                      or not same_id(route.sub, module.parent)):
             # e.g. the old copy of a module that failover moved elsewhere
             self.log.info("ignoring exit of {uuid} reported by {by}, not its runtime",
                           uuid=module.uuid, by=route.sub)
@@ -569,7 +558,7 @@ class Orchestrator:
         module = self.registry.modules.get(module_uuid)
         if (module is None or module.status != ModuleStatus.EXITING
                 or module.parent != runtime_uuid
-                or (route.sub is not None and not _same_id(route.sub, runtime_uuid))):
+                or (route.sub is not None and not same_id(route.sub, runtime_uuid))):
             return True          # moved, already gone, or not its runtime speaking
         result = env.data.get("result")
         if result not in (None, "ok"):

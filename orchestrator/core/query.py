@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set
-from .registry import Registry, canonical_uuid
+from .registry import Registry, same_id
 
 __all__ = ["ListQuery", "QueryError", "parse_query", "select", "MAX_LIMIT"]
 
@@ -97,10 +97,6 @@ def _parent_uuid(registry: Registry, q: str) -> str:
     return runtime.uuid if runtime is not None else q
 
 
-def _key(uuid: str) -> str:
-    return canonical_uuid(uuid) or uuid
-
-
 def _matches(record: Record, q: ListQuery, parent: str | None) -> bool:
     if q.statuses is not None and record.status not in q.statuses:
         return False
@@ -110,7 +106,7 @@ def _matches(record: Record, q: ListQuery, parent: str | None) -> bool:
         return False
     if parent is not None:
         owner = record.manager if isinstance(record, Runtime) else record.parent
-        if owner is None or _key(owner) != _key(parent):
+        if owner is None or not same_id(owner, parent):
             return False
     return True
 

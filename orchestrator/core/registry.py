@@ -17,7 +17,7 @@ from typing import Any, Iterator, Protocol, Union
 
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus
 
-__all__ = ["Registry", "Record", "RegistryObserver", "canonical_uuid"]
+__all__ = ["Registry", "Record", "RegistryObserver", "canonical_uuid", "id_key", "same_id"]
 
 Record = Union[Runtime, Module]
 #: (kind, uuid): "runtime" or "module", and the record's uuid
@@ -34,6 +34,16 @@ def canonical_uuid(q: str) -> str | None:
     if len(h) != 32 or not _HEX32.fullmatch(h):
         return None
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def id_key(q: str) -> str:
+    """What identifies ``q``: a uuid in any case or hyphenation is one id; else ``q`` itself."""
+    return canonical_uuid(q) or q
+
+
+def same_id(a: str, b: str) -> bool:
+    """Do ``a`` and ``b`` name the same runtime or module (the one "same uuid" rule)?"""
+    return a == b or id_key(a) == id_key(b)
 
 
 class RegistryObserver(Protocol):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Topics", "Route", "REG", "CONTROL", "KEEPALIVE"]
+__all__ = ["Topics", "Route", "REG", "CONTROL", "KEEPALIVE", "SPECIAL", "WILDCARDS",
+           "LEVEL_UNSAFE", "REALM_UNSAFE"]
 
 REG = "reg"
 CONTROL = "control"
 KEEPALIVE = "keepalive"
+
+#: characters with a meaning in a topic: the level separator and the wildcards
+SPECIAL = "/+#"
+WILDCARDS = "+#"
+#: what an identifier that becomes one topic level (a uuid) may not contain
+LEVEL_UNSAFE = re.compile(r"[/+#\x00-\x1f]")
+#: what the realm (a topic prefix: levels allowed) may not contain
+REALM_UNSAFE = re.compile(r"[+#\x00]")
 
 
 class Route(NamedTuple):
@@ -51,8 +61,19 @@ class Topics:
     def status(self) -> str:
         return f"{self.base}/orchestrator/status"
 
+    @property
+    def everything(self) -> str:
+        """The filter of every topic of the realm."""
+        return f"{self.base}/#"
+
     def control_for(self, runtime_uuid: str) -> str:
         return f"{self.control}/{runtime_uuid}"
+
+    def reg_for(self, runtime_uuid: str) -> str:
+        return f"{self.reg}/{runtime_uuid}"
+
+    def keepalive_for(self, runtime_uuid: str) -> str:
+        return f"{self.keepalive}/{runtime_uuid}"
 
     def subscriptions(self) -> list[str]:
         """Every input topic, with and without the per-runtime subtopic."""
