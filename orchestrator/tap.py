@@ -16,7 +16,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.logger import ILogObserver, Logger, LogLevel, textFileLogObserver
+from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.python import usage
 
 from . import __version__
@@ -24,7 +24,7 @@ from .config import Config, ConfigError, broker_addresses, load_config
 from .core.events import EventLog, event_renderer
 from .adapters.access import AccessLogSite
 from .adapters.decisionlog import DecisionLog
-from .adapters.logfile import LogFileService, NotifyReady, levelled
+from .adapters.logfile import LogFileService, NotifyReady, levelled, text_observer
 from .adapters.metrics import Metrics, state_series
 from .core.effects import Event
 from .core.model import ModuleStatus, Runtime
@@ -271,6 +271,6 @@ def makeService(options: Options) -> IService:
     if options.unknown_keys:
         log.warn("config: ignoring unknown keys {keys}", keys=", ".join(options.unknown_keys))
     log.info("config: {source}", source=options.config_path or "defaults (no config.json here)")
-    stdout = (levelled(textFileLogObserver(sys.stdout), LogLevel.info)
+    stdout = (levelled(text_observer(sys.stdout), LogLevel.info)
               if _twistd_logs_to_stdout(options) else None)
     return Twistd(build(config, reactor, logs=logs), stdout)

@@ -11,14 +11,47 @@ import socket
 from typing import IO, Any, cast
 
 from twisted.application.service import Service
-from twisted.logger import (FilteringLogObserver, ILogObserver, LogLevel,
-                            LogLevelFilterPredicate, Logger, globalLogPublisher,
-                            jsonFileLogObserver, textFileLogObserver)
+from twisted.logger import (FileLogObserver, FilteringLogObserver, ILogObserver, LogEvent,
+                            LogLevel, LogLevelFilterPredicate, Logger,
+                            formatEventAsClassicLogText, formatTime, globalLogPublisher,
+                            jsonFileLogObserver)
 from twisted.python.logfile import LogFile
 
-__all__ = ["LogFileService", "NotifyReady", "levelled"]
+__all__ = ["LogFileService", "NotifyReady", "levelled", "text_observer"]
 
 log = Logger()
+
+
+class ClassicLines:
+    """``twisted.logger``'s classic text lines (``<time> [<namespace>#<level>] <text>``),
+    made cheap enough for a line per module create: the time prefix is formatted
+    once a second, and an event that carries its text already rendered
+    (``log_text``, as the decision log's do) is not formatted again."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = "-"
+
+    def _time(self, when: float | None) -> str:
+        if when is None:
+            return "-"
+        second = int(when)
+        if second != self._second:
+            self._second, self._stamp = second, formatTime(second)
+        return self._stamp
+
+    def __call__(self, event: LogEvent) -> str | None:
+        text = event.get("log_text")
+        if text is None or "log_failure" in event or "log_system" in event:
+            return formatEventAsClassicLogText(event, formatTime=self._time)
+        level = event.get("log_level")
+        system = f"{event.get('log_namespace', '-')}#{level.name if level else '-'}"
+        return f"{self._time(event.get('log_time'))} [{system}] {text.replace(chr(10), chr(10) + chr(9))}\n"
+
+
+def text_observer(out: IO[Any]) -> ILogObserver:
+    """Classic text lines to ``out`` (see :class:`ClassicLines`)."""
+    return FileLogObserver(out, ClassicLines())
 
 
 def levelled(observer: ILogObserver, level: LogLevel) -> ILogObserver:
@@ -46,7 +79,7 @@ class LogFileService(Service):
                              rotateLength=10_000_000, maxRotatedFiles=5)
         out = cast(IO[Any], self._file)      # a LogFile is file-like
         writer = (jsonFileLogObserver(out, recordSeparator="") if self.log_format == "json"
-                  else textFileLogObserver(out))
+                  else text_observer(out))
         self._observer = levelled(writer, self.level)
         globalLogPublisher.addObserver(self._observer)
 

@@ -17,6 +17,7 @@ from orchestrator.adapters.decisionlog import DecisionLog
 from orchestrator.adapters.logfile import LogFileService
 from orchestrator.adapters.metrics import Metrics
 from orchestrator.config import Config
+from orchestrator.core.envelope import ProtocolError
 from orchestrator.core.protocol import Orchestrator
 from orchestrator.service import OrchestratorService
 from orchestrator.adapters.store import Store
@@ -293,6 +294,19 @@ def test_log_file_formats(tmp_path: Path, fmt: str) -> None:
         assert doc["log_level"]["name"] == "info" and doc["log_namespace"] == "t"
     else:
         assert mine[0].endswith("[t#info] module m1 placed")
+
+
+def test_fast_text_lines_are_twisteds_classic_lines() -> None:
+    from twisted.logger import formatEventAsClassicLogText
+    from orchestrator.adapters.logfile import ClassicLines
+    lines = Lines()
+    DecisionLog("least_loaded", lambda uuid: None, log=Logger(
+        namespace="orchestrator.decisions", observer=lines.append)).refused(
+        "realm/proc/control", ProtocolError("invalid JSON", "two\nlines"), [])
+    Logger(namespace="other", observer=lines.append).info("plain {x}", x=1)
+    render = ClassicLines()
+    for event in lines:
+        assert render(event) == formatEventAsClassicLogText(event)
 
 
 # -- access lines -------------------------------------------------------------------------------
