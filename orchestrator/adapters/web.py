@@ -276,9 +276,11 @@ class RestApi:
             history = _count(args, "history")
         except QueryError as e:
             return json_body(request, {"error": str(e), "parameter": e.param}, 400)
+        log_ = self.streams.log
         if last_id is None and history:      # the last `history` retained events first
-            log_ = self.streams.log
             last_id = max(log_.oldest - 1, log_.latest - history)
+        # what was there when the stream began: the dashboard tells history from news
+        request.setHeader(b"X-Latest-Event-Id", str(log_.latest).encode())
         return self.streams.attach(request, last_id, types)
 
     # -- operations -----------------------------------------------------------------------

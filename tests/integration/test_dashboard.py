@@ -316,3 +316,61 @@ async def test_dashboard_asks_for_the_token_and_keeps_it_for_the_session(
     finally:
         await page.open("about:blank")       # closes the event stream before the server stops
         await app.stop()
+
+
+M2 = "c5e2a9b0-6d1f-4e8a-b7c3-91f0d2a4e6b9"
+M3 = "c5e2a9b0-6d1f-4e8a-b7c3-91f0d2a4e6ba"
+
+OUTPUT = """
+const d = document.getElementById('output');
+return {open: d.open, module: d.dataset.module || null,
+        title: document.getElementById('output-title').textContent,
+        lines: document.getElementById('output-lines').textContent.split('\\n').filter(Boolean)};
+"""
+
+
+@pytest_twisted.ensureDeferred
+@within(120)
+async def test_dashboard_shows_history_why_modules_wait_and_their_output(
+        app: App, peers: Any, page: Page) -> None:
+    # all of this happens before the page is opened: it must show as recent history
+    runtime = await peers("runtime", f"{R}/reg", f"{R}/control/{RT}")
+    client = await peers("client", f"{R}/control")
+    await register(runtime, max_nmodules=1)
+    for uuid, name, extra in ((M1, "printer", {"parent": RT}), (M2, "second", {"parent": RT}),
+                              (M3, "gpu-job", {"apis": ["cuda"]})):
+        await client.publish_acked(f"{R}/control", {
+            "object_id": f"o-{name}", "action": "create", "type": "arts_req",
+            "data": {"type": "module", "uuid": uuid, "name": name, "filename": f"{name}.wasm",
+                     **extra}})
+        await client.expect(f"{R}/control", lambda m, n=name: m.json.get("object_id") == f"o-{n}"
+                            and m.json.get("type") == "arts_resp")
+    await runtime.publish_acked(f"{R}/stdio/{M1}", b"hello from the module\nsecond line")
+
+    await page.open(app.url + "/")
+    await page.until(LIVE, "the live state")
+    feed = await page.until(FEED, "the history in the feed",
+                            ["runtime.registered", "module.created", "module.queued"])
+    assert any("edge-cam-01 registered" in t for t in feed["runtime.registered"])
+    assert any("gpu-job queued for any runtime (no compatible runtime: none alive offers cuda)"
+               in t for t in feed["module.queued"])
+    assert len(await page.js("return Array.from(document.querySelectorAll('#feed li'))"
+                             ".map((li) => li.dataset.type)")) == 4      # each once
+
+    why = "return (document.querySelector(`.mod[data-module='${arguments[0]}'] .m-why`) || {}).textContent"
+    assert await page.until(why, "why the pinned module waits", M2) == \
+        "waiting for room on runtime edge-cam-01 (1/1 running)"
+    assert await page.until(why, "why the gpu module waits", M3) == \
+        "waiting: no compatible runtime: none alive offers cuda"
+
+    # one click on a module: its output, then what it prints next
+    await page.js(f"document.querySelector(`.mod[data-module='{M1}'] .m-out`).click()")
+    shown = await page.until(f"const o = {of(OUTPUT)}; return o.lines.length >= 2 && o",
+                             "the module's output")
+    assert shown["open"] and shown["module"] == M1 and shown["title"] == "Output of printer"
+    assert shown["lines"] == ["hello from the module", "second line"]
+    await runtime.publish_acked(f"{R}/debug/stdout/{M1}", b"a live line")
+    await page.until(f"return {of(OUTPUT)}.lines.includes('a live line')", "the live line")
+    await page.js("document.getElementById('output-close').click()")
+    await page.until(f"return !{of(OUTPUT)}.open", "the output closed")
+    assert await page.console_errors() == []

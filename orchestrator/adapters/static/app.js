@@ -74,9 +74,9 @@
   }
 
   const RT_SHOWN = ['name', 'status', 'runtime_type', 'apis', 'max_nmodules', 'dead_reason',
-    'last_seen', 'registered_at', 'platform'];
+    'last_seen', 'registered_at', 'platform', 'drained'];
   const MOD_SHOWN = ['name', 'status', 'parent', 'filename', 'fault_crash', 'acked_at',
-    'created_at'];
+    'created_at', 'waiting'];
 
   function same(a, b, keys) {
     for (const k of keys) {
@@ -151,7 +151,7 @@
     if (live) feedAdd(ev);          // described before the change, with today's names
     const type = ev.type || '';
     if (ev.runtime && ev.runtime.uuid) {
-      if (type === 'runtime.dropped') dropRuntime(ev.runtime.uuid);
+      if (type === 'runtime.dropped' || type === 'runtime.forgotten') dropRuntime(ev.runtime.uuid);
       else putRuntime(ev.runtime, live);
     }
     if (ev.module && ev.module.uuid) {
@@ -304,6 +304,12 @@
   let authNeeded = false;
   let running = false;
 
+  // the first connection asks for recent history (?history=): those events, up to the
+  // id the server had when we attached (X-Latest-Event-Id), go to the feed only (the
+  // full read gives the state), and wait until that read has the names they mention
+  let historyUpto = -1;
+  let historyHeld = [];          // history events seen before the first full read ended
+
   function onStreamEvent(kind, payload, id) {
     if (id !== null && id !== undefined) lastEventId = id;
     if (kind === 'resync') {
@@ -315,8 +321,18 @@
     let ev;
     try { ev = JSON.parse(payload); } catch (e) { return; }
     if (!ev || typeof ev !== 'object') return;
+    if (Number(id) <= historyUpto) {
+      if (historyHeld) historyHeld.push(ev); else feedAdd(ev);
+      return;
+    }
     if (replay) replay.push(ev);
     applyEvent(ev, true);
+  }
+
+  function releaseHistory() {
+    const held = historyHeld;
+    historyHeld = null;
+    if (held) for (const ev of held) feedAdd(ev);
   }
 
   async function readStream(body) {
@@ -354,15 +370,20 @@
           // after the stream is attached can tell what happened meanwhile
           if (lastEventId !== null) headers['Last-Event-ID'] = lastEventId;
           else needFullLoad = true;
-          const res = await fetch('/api/events', { headers, cache: 'no-store', signal: ctl.signal });
+          const first = lastEventId === null && historyHeld !== null;
+          const url = first ? '/api/events?history=' + FEED_MAX : '/api/events';
+          if (first) historyHeld = [];
+          const res = await fetch(url, { headers, cache: 'no-store', signal: ctl.signal });
           if (res.status === 401) throw new AuthNeeded();
           if (!res.ok || !res.body) throw new Error('/api/events: HTTP ' + res.status);
+          if (first) historyUpto = Number(res.headers.get('X-Latest-Event-Id') || -1);
           // the reply's headers come with the stream's first bytes: it is attached now,
           // so a full read from here on misses nothing
           lastByteAt = Date.now();
           const reading = readStream(res.body);
           reading.catch(() => {});
           if (needFullLoad) await loadState();
+          releaseHistory();
           setConnection('live');
           failures = 0;
           await reading;
@@ -626,7 +647,11 @@
       (r.platform ? '\nplatform: ' + JSON.stringify(r.platform) : ''));
     if (r.status === 'dead') {
       v.reason.hidden = false;
-      setText(v.reason, 'Died' + (r.dead_reason ? ': ' + r.dead_reason : ''));
+      setText(v.reason, 'Died' + (r.dead_reason ? ': ' + r.dead_reason : '') +
+        (r.drained ? ' · drained' : ''));
+    } else if (r.drained) {
+      v.reason.hidden = false;
+      setText(v.reason, 'Drained: nothing new is placed here');
     } else {
       v.reason.hidden = true;
     }
@@ -657,6 +682,7 @@
       name: li.querySelector('.m-name'),
       file: li.querySelector('.m-file'),
       id: li.querySelector('.uuid'),
+      why: li.querySelector('.m-why'),
       group: null,
     };
     li.dataset.module = uuid;
@@ -667,6 +693,9 @@
 
   function renderModule(v, m) {
     badge(v.badge, m.status);
+    const why = (m.status === 'queued' || m.status === 'killed') && m.waiting ? String(m.waiting) : '';
+    v.why.hidden = !why;
+    setText(v.why, why);
     setAttr(v.li, 'data-status', m.status);
     setText(v.name, String(m.name));
     setText(v.file, baseName(m.filename));
@@ -676,6 +705,8 @@
     if (m.acked_at) lines.push('confirmed by its runtime ' + localTime(m.acked_at));
     else if (m.status === 'alive') lines.push('not yet confirmed by its runtime');
     if (m.fault_crash === 'restart') lines.push('moves to another runtime if this one dies');
+    if (why) lines.push(why);
+    lines.push('click: its output');
     setAttr(v.li, 'title', lines.join('\n'));
   }
 
@@ -909,18 +940,23 @@
       case 'runtime.revived':
         return ['good', [rtSelf, ' alive again (keepalives after ' + String(ev.reason || 'death') + ')']];
       case 'runtime.dropped': return ['info', [rtSelf, ' forgotten (dead past the retention period)']];
+      case 'runtime.drained': return ['wait', [rtSelf, ' drained: nothing new is placed there']];
+      case 'runtime.undrained': return ['good', [rtSelf, ' takes placements again']];
+      case 'runtime.forgotten': return ['info', [rtSelf, ' forgotten by an operator']];
       case 'module.created': return ['good', [mod, ' created on ', rt(m.parent)]];
       case 'module.queued':
-        return ['wait', m.parent ? [mod, ' queued for ', rt(m.parent)] : [mod, ' queued for any runtime']];
+        return ['wait', (m.parent ? [mod, ' queued for ', rt(m.parent)] : [mod, ' queued for any runtime'])
+          .concat(m.waiting ? [' (' + String(m.waiting).replace(/^waiting: /, '') + ')'] : [])];
       case 'module.started': return ['good', [mod, ' started on ', rt(m.parent), ' (was queued)']];
       case 'module.respawned': return ['good', [mod, ' created again on ', rt(m.parent)]];
       case 'module.rescheduled': return ['move', [mod, ' moved from ', rt(ev.previous), ' to ', rt(m.parent)]];
       case 'module.acked': return ['info', [rt(m.parent), ' confirmed ', mod]];
       case 'module.exiting': return ['wait', [mod, ' stopping on ', rt(m.parent)]];
       case 'module.exited': return ['info', [mod, ' exited' + (m.parent ? ' on ' : ''), m.parent ? rt(m.parent) : '']];
-      case 'module.killed': return ['bad', [mod, ' killed: ', rt(m.parent), ' died']];
+      case 'module.killed':
+        return ['bad', [mod, ' killed: ', rt(m.parent), ' died' + (ev.reason ? '; ' + String(ev.reason) : '')]];
       case 'module.revived': return ['good', [mod, ' running again on ', rt(m.parent)]];
-      case 'module.deleted': return ['info', [mod, ' deleted']];
+      case 'module.deleted': return ['info', [mod, ' deleted' + (ev.reason ? ': ' + String(ev.reason) : '')]];
       case 'module.dropped': return ['info', [mod, ' forgotten']];
       default: return ['info', [ev.module ? mod : rtSelf, ' ' + String(ev.type || 'changed')]];
     }
@@ -990,6 +1026,80 @@
     e.currentTarget.setAttribute('aria-pressed', String(feedPaused));
     e.currentTarget.textContent = feedPaused ? 'Resume' : 'Pause';
     schedule();
+  });
+
+  // ---------------------------------------------------------------------------------
+  // a module's output: one click on its row; read from /api/modules/{uuid}/logs?follow=1
+
+  const OUTPUT_MAX = 2000;       // lines kept on the page
+  const outputDialog = $('output');
+  const outputLines = $('output-lines');
+  let outputCtl = null;
+
+  function outputNote(text) { setText($('output-note'), text); }
+
+  function outputAppend(text) {
+    const atEnd = outputLines.scrollTop + outputLines.clientHeight >= outputLines.scrollHeight - 4;
+    outputLines.appendChild(document.createTextNode(text + '\n'));
+    while (outputLines.childNodes.length > OUTPUT_MAX) outputLines.firstChild.remove();
+    if (atEnd) outputLines.scrollTop = outputLines.scrollHeight;
+    outputNote('');
+  }
+
+  async function followOutput(uuid, ctl) {
+    let last = null;
+    while (!ctl.signal.aborted) {
+      try {
+        const headers = authHeaders();
+        if (last !== null) headers['Last-Event-ID'] = last;
+        const url = '/api/modules/' + encodeURIComponent(uuid) + '/logs?follow=1' + (last === null ? '&tail=500' : '');
+        const res = await fetch(url, { headers, cache: 'no-store', signal: ctl.signal });
+        if (res.status === 404) { outputNote('This module is not known any more.'); return; }
+        if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
+        const push = sseParser((kind, payload, id) => {
+          if (id !== null && id !== undefined) last = id;
+          if (kind === 'truncated') outputAppend('… (older lines were let go)');
+          if (kind !== 'message') return;
+          let line;
+          try { line = JSON.parse(payload); } catch (e) { return; }
+          outputAppend(String(line.text));
+        });
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          push(decoder.decode(value, { stream: true }));
+        }
+      } catch (err) {
+        if (err && err.name === 'AbortError') return;
+        outputNote('Connection lost; reconnecting…');
+      }
+      await sleep(2000);
+    }
+  }
+
+  function openOutput(uuid) {
+    if (outputCtl) outputCtl.abort();
+    const m = modules.get(uuid);
+    setText($('output-title'), 'Output of ' + (m ? String(m.name) : shortId(uuid)));
+    setText($('output-id'), shortId(uuid));
+    outputLines.textContent = '';
+    outputNote('Nothing printed yet: lines appear here as its runtime publishes them.');
+    outputDialog.dataset.module = uuid;
+    if (!outputDialog.open) outputDialog.showModal();
+    outputCtl = new AbortController();
+    followOutput(uuid, outputCtl);
+  }
+
+  outputDialog.addEventListener('close', () => {
+    if (outputCtl) outputCtl.abort();
+    outputCtl = null;
+    delete outputDialog.dataset.module;
+  });
+  $('layout').addEventListener('click', (e) => {
+    const row = e.target.closest && e.target.closest('li.mod');
+    if (row && row.dataset.module) openOutput(row.dataset.module);
   });
 
   // ---------------------------------------------------------------------------------
