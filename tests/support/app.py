@@ -16,9 +16,10 @@ from tests.support.twisted import eventually
 
 
 def make_config(broker_port: int, state_dir: Path, **overrides: Any) -> Config:
-    return replace(Config(), mqtt="127.0.0.1", mqtt_port=broker_port, http="127.0.0.1",
-                   http_port=free_port(), state_dir=str(state_dir), log_dir=None,
-                   mqtt_username=None, **overrides)
+    settings: dict[str, Any] = dict(mqtt="127.0.0.1", mqtt_port=broker_port, http="127.0.0.1",
+                                    http_port=free_port(), state_dir=str(state_dir),
+                                    log_dir=None, mqtt_username=None)
+    return replace(Config(), **{**settings, **overrides})
 
 
 class App:
