@@ -25,9 +25,10 @@ import re
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -47,6 +48,20 @@ _JOURNAL = re.compile(r"journal-(\d{12})\.jsonl")
 CHUNK = 1000
 
 log = Logger()
+_T = TypeVar("_T")
+
+
+class InThread(Protocol):
+    """Runs a blocking call (an fsync) off the reactor thread; fires with its result."""
+
+    def __call__(self, f: Callable[[], _T]) -> Deferred[_T]: ...
+
+
+def reactor_threads(reactor: Any) -> InThread:
+    """The reactor's own thread pool (the default)."""
+    def run(f: Callable[[], _T]) -> Deferred[_T]:
+        return deferToThreadPool(reactor, cast(IReactorThreads, reactor).getThreadPool(), f)
+    return run
 
 
 def _kind_code(kind: str) -> str:
@@ -96,10 +111,14 @@ class LoadReport:
 class Store:
     """Snapshots and journal in one directory; the reactor thread owns it."""
 
-    def __init__(self, reactor: Any, path: str, fsync: bool = True, *,
-                 on_sync: Callable[[float], None] = lambda seconds: None) -> None:
-        """``on_sync`` gets the seconds of each journal fsync (for metrics)."""
+    def __init__(self, reactor: IReactorTime, path: str, fsync: bool = True, *,
+                 on_sync: Callable[[float], None] = lambda seconds: None,
+                 in_thread: InThread | None = None) -> None:
+        """``on_sync`` gets the seconds of each journal fsync (for metrics); fsyncs run
+        through ``in_thread`` (default: the reactor's thread pool; a test may run them
+        in place, so a ``task.Clock`` drives the store with fsync on)."""
         self._reactor = reactor
+        self._in_thread = in_thread if in_thread is not None else reactor_threads(reactor)
         self.path = path
         #: False only for benchmarks: batches count as durable once written
         self.fsync = fsync
@@ -298,7 +317,7 @@ class Store:
             for _, d in waiters:
                 d.errback(failure)
 
-        d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sync_all)
+        d = self._in_thread(sync_all)
         d.addCallbacks(done, failed)
 
     def flush(self) -> Deferred[None]:
@@ -317,57 +336,26 @@ class Store:
             return self._snapshotting
         seq = self.seq
         self._open_journal(seq + 1)
-        final = os.path.join(self.path, f"snapshot-{seq:012d}.json")
-        tmp = final + ".tmp"
-        out = open(tmp, "wb")
-        runtime_ids = list(registry.runtimes)
-        module_ids = list(registry.modules)
-
-        def write_records(table: dict[str, Any], ids: list[str],
-                          row: Callable[[Any], tuple[Any, ...]]) -> Iterator[None]:
-            first = True
-            for i in range(0, len(ids), CHUNK):
-                recs = [row(table[u]) for u in ids[i:i + CHUNK] if u in table]
-                if recs:
-                    body = compact_json(recs)[1:-1]
-                    out.write(((b"" if first else b",") + body.encode()))
-                    first = False
-                yield None
-
-        def steps() -> Iterator[None]:
-            fields = json.dumps({"runtimes": RUNTIME_FIELDS, "modules": MODULE_FIELDS})
-            out.write(b'{"schema":%d,"seq":%d,"saved_at":%.3f,"fields":%s,"runtimes":[' %
-                      (SCHEMA, seq, self._reactor.seconds(), fields.encode()))
-            yield from write_records(registry.runtimes, runtime_ids, runtime_row)
-            out.write(b'],"modules":[')
-            yield from write_records(registry.modules, module_ids, module_row)
-            tail = {"next_serial": registry.next_serial, "meta": meta()}
-            out.write(b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:])
-            out.flush()
-
-        def finish(_: object) -> Deferred[None]:
-            def sync_file() -> None:
-                os.fsync(out.fileno())
-                out.close()
-            d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sync_file)
-            d.addCallback(lambda _: self.flush())   # the journal up to `seq` is durable too
-            d.addCallback(lambda _: self._install(tmp, final, seq))
-            d.addCallback(lambda _: log.info("snapshot of batch {seq} written", seq=seq))
-            return d
-
-        def cleanup(result: object) -> object:
-            self._snapshotting = None
-            if not out.closed:
-                out.close()
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            return result
-
+        snap = _SnapshotFile(self.path, seq, registry, meta, self._reactor.seconds)
         coop = Cooperator(scheduler=lambda f: self._reactor.callLater(0, f), started=True)
-        d: Deferred[None] = coop.coiterate(steps()).addCallback(finish)
-        d.addBoth(cleanup)
+        d: Deferred[None] = coop.coiterate(snap.steps()).addCallback(
+            lambda _: self._finish_snapshot(snap))
+        d.addBoth(self._snapshot_ended, snap)
         self._snapshotting = d
         return d
+
+    def _finish_snapshot(self, snap: "_SnapshotFile") -> Deferred[None]:
+        """Written: make it durable, and the journal up to its batch, then put it in place."""
+        d = self._in_thread(snap.sync)
+        d.addCallback(lambda _: self.flush())
+        d.addCallback(lambda _: self._install(snap.tmp, snap.final, snap.seq))
+        d.addCallback(lambda _: log.info("snapshot of batch {seq} written", seq=snap.seq))
+        return d
+
+    def _snapshot_ended(self, result: _T, snap: "_SnapshotFile") -> _T:
+        self._snapshotting = None
+        snap.discard()
+        return result
 
     def _install(self, tmp: str, final: str, seq: int) -> None:
         os.replace(tmp, final)
@@ -390,3 +378,54 @@ class Store:
         for fd in self._open_fds():
             os.close(fd)
         self._retired, self._fd = [], None
+
+
+class _SnapshotFile:
+    """One snapshot being written: the records present when it began, a chunk per step."""
+
+    def __init__(self, directory: str, seq: int, registry: Registry,
+                 meta: Callable[[], dict[str, Any]], now: Callable[[], float]) -> None:
+        self.seq = seq
+        self.final = os.path.join(directory, f"snapshot-{seq:012d}.json")
+        self.tmp = self.final + ".tmp"
+        self.out = open(self.tmp, "wb")
+        self._registry, self._meta, self._now = registry, meta, now
+        self._runtime_ids = list(registry.runtimes)
+        self._module_ids = list(registry.modules)
+
+    def steps(self) -> Iterator[None]:
+        """Write it all, yielding between chunks so that the reactor keeps serving."""
+        registry, out = self._registry, self.out
+        fields = json.dumps({"runtimes": RUNTIME_FIELDS, "modules": MODULE_FIELDS})
+        out.write(b'{"schema":%d,"seq":%d,"saved_at":%.3f,"fields":%s,"runtimes":[' %
+                  (SCHEMA, self.seq, self._now(), fields.encode()))
+        yield from self._records(registry.runtimes, self._runtime_ids, runtime_row)
+        out.write(b'],"modules":[')
+        yield from self._records(registry.modules, self._module_ids, module_row)
+        tail = {"next_serial": registry.next_serial, "meta": self._meta()}
+        out.write(b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:])
+        out.flush()
+
+    def _records(self, table: dict[str, Any], ids: list[str],
+                 row: Callable[[Any], tuple[Any, ...]]) -> Iterator[None]:
+        """The rows of those of ``ids`` still in ``table``, comma-separated, a chunk a step."""
+        first = True
+        for i in range(0, len(ids), CHUNK):
+            recs = [row(table[u]) for u in ids[i:i + CHUNK] if u in table]
+            if recs:
+                body = compact_json(recs)[1:-1]
+                self.out.write(((b"" if first else b",") + body.encode()))
+                first = False
+            yield None
+
+    def sync(self) -> None:
+        """In a thread: the file's bytes on disk."""
+        os.fsync(self.out.fileno())
+        self.out.close()
+
+    def discard(self) -> None:
+        """Done (installed, or failed): close it, and remove it if it is still the temp file."""
+        if not self.out.closed:
+            self.out.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)

@@ -168,3 +168,29 @@ def test_restarting_idle_leaves_no_quarantined_files(tmp_path: Path) -> None:
         store, _ = load(tmp_path)
         store.close()
     assert not [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+
+
+def test_a_clock_drives_the_store_with_fsync_on_when_syncs_run_in_place(tmp_path: Path) -> None:
+    """Nothing waits on a thread: a batch is durable at once, a snapshot after clock turns."""
+    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    synced: list[float] = []
+    store = Store(clock, str(tmp_path), True, on_sync=synced.append,
+                  in_thread=lambda f: maybeDeferred(f))
+    registry = Registry()
+    store.load(registry)
+    fill(registry, 3)
+    durable = store.commit(registry.take_changes(), registry.next_serial, {"events": 1})
+    assert durable.called and store.durable_seq == 1 and len(synced) == 1
+    done = store.snapshot(registry, lambda: {"events": 1})
+    for _ in range(100):                    # one chunk per reactor turn
+        if done.called:
+            break
+        clock.advance(0)
+    assert store.snapshot_seq == 1
+    store.close()
+    again, reloaded = load(tmp_path)
+    assert sorted(reloaded.modules) == ["m-0", "m-1", "m-2"] and again.report.snapshot_seq == 1
+    again.close()
