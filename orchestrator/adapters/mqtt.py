@@ -152,6 +152,8 @@ def _address(host: str, port: int) -> str:
 class MQTTService(Service):
     """Keeps one broker connection up for as long as the service runs."""
 
+    # reactor: IReactorTime + IReactorFDSet + IReactorThreads + IReactorFromThreads
+    # (no one interface has them all, and mypy has no intersection types)
     def __init__(self, reactor: Any, client: paho.Client, *,
                  brokers: Sequence[tuple[str, int]], keepalive: int,
                  subscriptions: list[str], status_topic: str,

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -83,13 +83,13 @@ class _Follower:
 class OutputStreams:
     """Every open follow of a module's output."""
 
-    def __init__(self, reactor: Any, output: ModuleOutput, heartbeat: float = 15.0,
+    def __init__(self, reactor: IReactorTime, output: ModuleOutput, heartbeat: float = 15.0,
                  coalesce: float = 0.01) -> None:
         self._reactor = reactor
         self.output = output
         self.followers: dict[str, set[_Follower]] = {}
         self._due: set[str] = set()
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
         self._coalesce = coalesce
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor

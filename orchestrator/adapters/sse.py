@@ -14,7 +14,7 @@ import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -121,12 +121,12 @@ class _Watcher:
 class EventStreams:
     """Every open ``/api/events`` connection, fed from one event log."""
 
-    def __init__(self, reactor: Any, events: EventLog, heartbeat: float = 15.0,
+    def __init__(self, reactor: IReactorTime, events: EventLog, heartbeat: float = 15.0,
                  coalesce: float = 0.01) -> None:
         self._reactor = reactor
         self.log = events
         self.watchers: set[_Watcher] = set()
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._heartbeat_every = heartbeat
