@@ -112,6 +112,8 @@ class Config:
     max_nmodules: int = 100
     scheduler: str = "least_loaded"
     max_payload_bytes: int = 262144
+    #: also speak ARENA's R/g/... and R/s/... topics (applauncher-runtime, arena-web-core)
+    arena: bool = True
     # state
     state_dir: str = "./state"
     journal_fsync: bool = True
@@ -157,6 +159,7 @@ _CHECKS: dict[str, _Check] = {
     "max_nmodules": _NONNEG_INT,
     "scheduler": (lambda v: v in ("least_loaded", "round_robin"), '"least_loaded" or "round_robin"'),
     "max_payload_bytes": (lambda v: _is_int(v) and v >= 1024, "an integer >= 1024"),
+    "arena": _BOOL,
     "state_dir": _STR,
     "journal_fsync": _BOOL,
     "snapshot_every_changes": _POS_INT,

@@ -61,8 +61,15 @@ MODULE_DETAIL = _obj({
     "created_at": TIME, "acked_at": TIME,
     "exiting_since": {**TIME, "description": "while exiting: when the delete was forwarded "
                                             "(its runtime has not confirmed since)"},
-    "dialect": {"enum": ["2022", "2023"], "description": "the create's dialect: 2023 "
-                "creates are forwarded with the client's own fields"}}, {
+    "dialect": {"enum": ["2022", "2023", "arena"], "description": "the create's dialect: 2023 "
+                "creates are forwarded with the client's own fields; arena: heard on "
+                "ARENA's topics"},
+    "namespace": NULLABLE_STR, "scene": NULLABLE_STR, "location": NULLABLE_STR,
+    "clients": {"type": "array", "items": {"type": "string"},
+                "description": "ARENA clients (idTags) that asked for it"},
+    "instantiate": {"enum": ["single", "client", None]},
+    "reason": {**NULLABLE_STR, "description": "why it failed, in its runtime's words"}}, {
+    "stats": {"type": "object", "description": "ARENA: from its runtime's last keepalive"},
     "waiting": {"type": ["string", "null"],
                 "description": "queued or killed: why it is not running, e.g. "
                                "'waiting: no room: all 3 compatible runtimes are full'"},
@@ -81,7 +88,10 @@ RUNTIME_FIELDS = {
     "registered_at": TIME, "last_seen": TIME, "dead_reason": NULLABLE_STR,
     "manager": NULLABLE_STR,
     "drained": {"type": "boolean", "description": "an operator drained it: the scheduler "
-                                                  "places nothing more there"}}
+                                                  "places nothing more there"},
+    "dialect": {"enum": ["proc", "arena"]},
+    "namespace": NULLABLE_STR, "tags": ANY, "is_orchestration_runtime": {"type": "boolean"},
+    "ready": {"type": "boolean", "description": "takes modules (ARENA: after its first keepalive)"}}
 
 SCHEMAS: dict[str, Any] = {
     "ModuleBrief": _obj({"uuid": {"type": "string"}, "name": {"type": "string"},
@@ -101,7 +111,9 @@ SCHEMAS: dict[str, Any] = {
                        "ones waiting for it to come back (left out with children=false)"},
         "nwaiting": {"type": "integer", "description": "its queued and killed modules"},
         "queued": {"type": "array", "items": _ref("ModuleBrief"),
-                   "description": "its queued modules (left out with children=false)"}}),
+                   "description": "its queued modules (left out with children=false)"},
+        "errors": {"type": "array", "items": {"type": "object"},
+                   "description": "ARENA: its recent bare error reports {time, desc, data}"}}),
     "RuntimeList": _list_body("runtimes", "RuntimeSummary"),
     "RuntimePage": _page_body("runtimes", "RuntimeDetail"),
     "ModuleList": _list_body("modules", "ModuleSummary"),

@@ -31,7 +31,7 @@ EVENT_TYPES = (
     "runtime.dropped", "runtime.drained", "runtime.undrained", "runtime.forgotten",
     "module.created", "module.queued", "module.started", "module.respawned",
     "module.rescheduled", "module.acked", "module.exiting", "module.exited",
-    "module.killed", "module.revived", "module.deleted", "module.dropped",
+    "module.killed", "module.revived", "module.deleted", "module.dropped", "module.failed",
 )
 #: events written to one watcher per turn at most (a far-behind watcher catches up in steps)
 STEP = 1000

@@ -155,7 +155,7 @@ class RestApi:
                                 if m.status == ModuleStatus.QUEUED]
             for item, module in zip(detail["children"], kids):
                 self._add_waiting(item, module)
-        return detail
+        return self.core.arena.annotate_runtime(detail)
 
     def _add_waiting(self, item: dict[str, Any], module: Module) -> dict[str, Any]:
         if module.status in _WAITING:
@@ -164,7 +164,7 @@ class RestApi:
 
     def module_detail_body(self, module: Module) -> dict[str, Any]:
         """A module's detail, with ``waiting`` (why) when it is queued or killed."""
-        return self._add_waiting(module.detail(), module)
+        return self._add_waiting(self.core.arena.annotate_module(module.detail()), module)
 
     def _compat_list(self, request: IRequest, kind: str) -> bytes:
         """The [compat] list bodies, rebuilt only when the registry changed.

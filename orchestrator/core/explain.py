@@ -8,7 +8,7 @@ unchanged, so a list of many queued modules costs one scan per api set.
 
 from __future__ import annotations
 
-from .model import Module, ModuleStatus, api_set
+from .model import Module, ModuleStatus
 from .registry import Registry
 
 __all__ = ["Explainer", "unplaced_reason"]
@@ -16,7 +16,7 @@ __all__ = ["Explainer", "unplaced_reason"]
 
 def unplaced_reason(registry: Registry, apis: frozenset[str]) -> str:
     """Why the scheduler finds no runtime for these apis."""
-    compatible = [r for r in registry.alive_runtimes() if apis <= api_set(r.apis)]
+    compatible = [r for r in registry.alive_runtimes() if apis <= r.offers()]
     if not compatible:
         wanted = ", ".join(sorted(apis)) or "nothing"
         return f"no compatible runtime: none alive offers {wanted}"
@@ -56,12 +56,12 @@ class Explainer:
                     return f"waiting for runtime {name} to come back"
                 return (f"waiting for room on runtime {name} "
                         f"({registry.nalive(runtime.uuid)}/{runtime.max_nmodules} running)")
-            return "waiting: " + self._unplaced(api_set(module.apis))
+            return "waiting: " + self._unplaced(module.needs())
         if module.status == ModuleStatus.KILLED and module.parent is not None:
             name = self._runtime_name(module.parent)
             if module.fault_crash != "restart":
                 why_not = "fault_crash is not restart"
             else:
-                why_not = self._unplaced(api_set(module.apis))
+                why_not = self._unplaced(module.needs())
             return f"waiting for runtime {name} to register again (not moved: {why_not})"
         return None

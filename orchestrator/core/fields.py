@@ -189,4 +189,7 @@ def module_fields(f: Fields) -> dict[str, Any]:
         "resources": f.json_value("resources", None, object_only=True),
         "metadata": f.json_value("metadata", None),
         "fault_crash": f.choice("fault_crash", "ignore", ("ignore", "restart")),
+        # for a module on an ARENA runtime: its scene and where its files are
+        "scene": f.ident("scene"),
+        "location": f.text("location", "") or None,
     }

@@ -30,6 +30,9 @@ MODULE_TRANSITIONS: dict[tuple[str | None, str], str] = {
     (M.KILLED, M.ALIVE): "its runtime came back (respawned), or says it still runs it",
     (M.KILLED, M.QUEUED): "its runtime came back without room for it",
     (M.KILLED, M.DEAD): "deleted while killed, its exit reported, or its runtime forgotten",
+    (None, M.ALIVE): "ARENA: already running on its runtime (a keepalive lists it, or a "
+                     "request left to the runtime it names)",
+    (M.ALIVE, M.FAILED): "ARENA: its runtime reported it could not start it",
 }
 
 #: (from, to) -> what makes a runtime take it

@@ -16,13 +16,19 @@ from typing import Any, Callable, Iterable, TypeVar
 
 __all__ = [
     "RuntimeStatus", "ModuleStatus", "Runtime", "Module",
-    "api_set", "wire_value", "iso", "evolve", "compact_json",
+    "api_set", "wire_value", "iso", "evolve", "compact_json", "PROC", "ARENA",
 ]
 
 #: one encoder for all compact JSON (json.dumps with separators builds one per call)
 compact_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
 #: first characters a JSON text can start with
 _JSON_START = frozenset('[{"-0123456789tfn')
+
+
+#: the topic dialects a record can come from: the ``R/proc/...`` topics (2022 and
+#: 2023 shapes), and ARENA's ``R/g/...`` / ``R/s/...`` (applauncher-runtime, arena-web-core)
+PROC = "proc"
+ARENA = "arena"
 
 
 class RuntimeStatus:
@@ -37,7 +43,10 @@ class ModuleStatus:
     EXITING = "exiting"    # delete forwarded, exit not yet confirmed
     DEAD = "dead"          # exited or deleted
     KILLED = "killed"      # its runtime died; re-created when it registers again
-    ALL = (QUEUED, ALIVE, EXITING, DEAD, KILLED)
+    FAILED = "failed"      # its runtime could not start it (``reason`` says why)
+    ALL = (QUEUED, ALIVE, EXITING, DEAD, KILLED, FAILED)
+    #: statuses past which nothing happens to a module any more (retention drops them)
+    ENDED = frozenset((DEAD, FAILED))
     #: statuses that still hold the uuid (a create with it is a duplicate)
     IN_USE = frozenset((QUEUED, ALIVE, EXITING, KILLED))
     #: statuses that hold a slot on the runtime: an exiting module runs until its
@@ -93,7 +102,7 @@ def iso(t: float | None) -> str | None:
 
 
 #: list-valued keys, held as tuples so records stay immutable
-LIST_KEYS = ("apis", "args", "env", "channels", "peripherals")
+LIST_KEYS = ("apis", "args", "env", "channels", "peripherals", "tags", "clients")
 _shared_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
@@ -144,13 +153,35 @@ class Runtime:
     manager: str | None = None
     #: an operator drained it: the scheduler places nothing more there (docs/protocol.md)
     drained: bool = False
+    dialect: str = PROC
+    #: ARENA: the namespace of its topic ``R/g/<namespace>/p/<uuid>``
+    namespace: str | None = None
+    tags: Any = None
+    #: ARENA: it hands the requests that name it to the orchestrator to place
+    orchestration: bool = False
+    #: takes modules now; an ARENA runtime that registered listens for them only
+    #: once registered, which its first keepalive shows
+    ready: bool = True
 
     @property
     def alive(self) -> bool:
         return self.status == RuntimeStatus.ALIVE
 
     def has_room(self, nalive: int) -> bool:
-        return self.max_nmodules == 0 or nalive < self.max_nmodules
+        if not self.ready:
+            return False
+        if self.max_nmodules == 0:
+            # 0 is "unlimited" in the proc dialect; an ARENA runtime saying 0 runs nothing
+            return self.dialect == PROC
+        return nalive < self.max_nmodules and not self.orchestration
+
+    def offers(self) -> frozenset[str]:
+        """What placement matches a module's needs against (see :meth:`Module.needs`)."""
+        apis = api_set(self.apis)
+        if self.dialect == PROC:
+            return apis
+        return apis | frozenset(f"filetype:{ft}" for prefix, ft in _FILETYPE_OF_API
+                                if any(a.startswith(prefix) for a in apis))
 
     # -- shapes ---------------------------------------------------------
     def wire(self) -> dict[str, Any]:
@@ -187,6 +218,8 @@ class Runtime:
             "registered_at": iso(self.registered_at), "last_seen": iso(last_seen),
             "dead_reason": self.dead_reason, "manager": self.manager,
             "drained": self.drained,
+            "dialect": self.dialect, "namespace": self.namespace, "tags": _plain(self.tags),
+            "is_orchestration_runtime": self.orchestration, "ready": self.ready,
         }
         if children is not None:
             detail["children"] = [m.detail() for m in children]
@@ -228,10 +261,28 @@ class Module:
     #: a 2023-dialect create's fields as the client sent them (None: 2022 dialect);
     #: forwarded unchanged, so its runtime reads ``file`` and ``args`` as it expects
     sent: Any = None
+    #: ARENA for a request heard on ARENA's topics (then REST's dialect says "arena")
+    dialect: str = PROC
+    #: ARENA: where the module lives (``R/s/<namespace>/<scene>/...``) and its files
+    namespace: str | None = None
+    scene: str | None = None
+    location: str | None = None
+    #: ARENA clients (their idTags) that asked for it; ``instantiate`` when one said
+    clients: Any = ()
+    instantiate: str | None = None
+    #: why it failed (the runtime's own words)
+    reason: str | None = None
 
     @property
     def alive(self) -> bool:
         return self.status == ModuleStatus.ALIVE
+
+    def needs(self) -> frozenset[str]:
+        """The apis a runtime must offer; an ARENA module also needs a launcher for its filetype."""
+        apis = api_set(self.apis)
+        if self.dialect == PROC:
+            return apis
+        return apis | {f"filetype:{self.filetype}"}
 
     # -- shapes ---------------------------------------------------------
     def wire(self) -> dict[str, Any]:
@@ -277,8 +328,12 @@ class Module:
             "created_at": iso(self.created_at), "acked_at": iso(self.acked_at),
             "exiting_since": (iso(self.changed_at) if self.status == ModuleStatus.EXITING
                               else None),
-            "dialect": "2022" if self.sent is None else "2023",
+            "dialect": (ARENA if self.dialect == ARENA
+                        else "2022" if self.sent is None else "2023"),
             **({} if self.sent is None else self._sent_detail()),
+            "namespace": self.namespace, "scene": self.scene,
+            "location": self.location, "clients": _plain(self.clients),
+            "instantiate": self.instantiate, "reason": self.reason,
         }
 
     def _sent_detail(self) -> dict[str, Any]:
@@ -293,6 +348,11 @@ class Module:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Module":
         return _from_record(cls, MODULE_FIELDS, record)
+
+
+#: which filetype an applauncher-runtime can launch, judged by the apis it offers
+#: (its launchers are keyed by filetype; its apis are the union of theirs)
+_FILETYPE_OF_API = (("python:", "PY"), ("wasm:", "WA"), ("wasi:", "WA"))
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from .envelope import Envelope, ProtocolError
 from .explain import unplaced_reason
 from .fields import Fields
 from .lifecycle import transition
-from .model import ModuleStatus, Runtime, api_set, evolve
+from .model import ModuleStatus, Runtime, evolve
 
 if TYPE_CHECKING:
     from .protocol import Orchestrator
@@ -70,7 +70,7 @@ def drain(core: "Orchestrator", env: Envelope, out: Outbox, now: float) -> None:
             stayed.append({"uuid": module.uuid, "name": module.name,
                            "reason": "fault_crash is not restart"})
             continue
-        apis = api_set(module.apis)
+        apis = module.needs()
         target = core.scheduler.pick(apis)
         if target is None:
             stayed.append({"uuid": module.uuid, "name": module.name,

@@ -69,6 +69,9 @@ OUTPUT_SOURCES: tuple[OutputSource, ...] = (
     OutputSource("2021", "proc/debug/stdout/{module}"),
     # 2023 runtimes: the module's stdio channel ($SL/proc/stdio), what it writes, in chunks
     OutputSource("2023", "proc/stdio/{module}"),
+    # ARENA's applauncher-runtime: raw text on the module's own topic + /-/stdout, /-/stderr
+    OutputSource("arena", "s/+/+/p/{module}/-/stdout"),
+    OutputSource("arena", "s/+/+/p/{module}/-/stderr", "stderr"),
 )
 
 

@@ -24,7 +24,8 @@ from .fields import Fields, check_ident, module_fields, runtime_fields
 from .lifecycle import born, transition
 from .liveness import Liveness
 from .partition import PartitionHold
-from .model import Module, ModuleStatus, Runtime, RuntimeStatus, api_set, evolve
+from .arena_protocol import ArenaDialect
+from .model import ARENA, Module, ModuleStatus, Runtime, RuntimeStatus, evolve
 from .operations import OPERATIONS
 from .registry import Key, Record, Registry, same_id
 from .scheduler import Scheduler
@@ -75,13 +76,16 @@ class Orchestrator:
         self.perf = perf
         self.on_placement = on_placement
         self.on_failover = on_failover
+        #: the ARENA topics (applauncher-runtime, arena-web-core), same registry
+        self.arena = ArenaDialect(self)
 
     # -- entry points ---------------------------------------------------------
     def handle(self, topic: str, payload: bytes, now: float) -> Handled:
         """Handle one MQTT message; never raises."""
         route = self.topics.route(topic)
         if route is None:
-            return Handled(OTHER, [])
+            return self.arena.handle(topic, payload, now) if self.config.arena \
+                else Handled(OTHER, [])
         out = Outbox(self.topics, self.new_id)
         msg: Any = None
         error: ProtocolError | None = None
@@ -100,6 +104,11 @@ class Orchestrator:
             out.effects.clear()
             out.error(request_id(msg), error.desc, error.data)
         return Handled(route.kind, out.effects, error)
+
+    def subscriptions(self) -> list[str]:
+        """Every topic to subscribe to: the proc dialect's, and ARENA's unless turned off."""
+        return self.topics.subscriptions() + (
+            self.arena.topics.subscriptions() if self.config.arena else [])
 
     def sweep(self, now: float) -> list[Effect]:
         """Declare dead the runtimes whose keepalives stopped (docs/protocol.md 10.1)."""
@@ -126,7 +135,7 @@ class Orchestrator:
                 registry.drop_runtime(runtime.uuid)
                 out.event("runtime.dropped", runtime)
             old_modules = [m for m in registry.modules.values()
-                           if m.status == ModuleStatus.DEAD and m.changed_at < cutoff]
+                           if m.status in ModuleStatus.ENDED and m.changed_at < cutoff]
             for module in old_modules:
                 registry.drop_module(module.uuid)
                 out.event("module.dropped", module)
@@ -216,6 +225,13 @@ class Orchestrator:
             return self._manager(route, topic, env, out, now, alive=True)
         uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
         spec = runtime_fields(f, self.config.max_nmodules)
+        self.admit_runtime(uuid, spec, set(f.given), now, out,
+                           reply=lambda r: out.reply(topic, env.object_id, r.wire()))
+
+    def admit_runtime(self, uuid: str, spec: dict[str, Any], given: set[str], now: float,
+                      out: Outbox, reply: Callable[[Runtime], None] = lambda r: None) -> Runtime:
+        """A runtime (re)registers: a new record, or the known one alive again with
+        the fields it sent; its killed modules start again, then queued ones."""
         old = self.registry.runtime_by_uuid(uuid)
         common: dict[str, Any] = dict(dead_reason=None, registered_at=now,
                                       ka_interval_sec=self.config.ka_interval_sec)
@@ -223,17 +239,18 @@ class Orchestrator:
             runtime = born(Runtime(uuid=uuid, serial=self.registry.new_serial(), **spec,
                                    **common, status=RuntimeStatus.ALIVE, changed_at=now))
             self.registry.put_runtime(runtime)
-            out.reply(topic, env.object_id, runtime.wire())
+            reply(runtime)
             out.event("runtime.registered", runtime)
         else:
-            updates = {k: spec[k] for k in f.given if k in spec}
+            updates = {k: v for k, v in spec.items() if k in given}
             runtime = self.registry.put_runtime(
                 transition(old, RuntimeStatus.ALIVE, now, **updates, **common))
-            out.reply(topic, env.object_id, runtime.wire())
+            reply(runtime)
             out.event("runtime.reregistered", runtime, was=old.status)
             for module in self.registry.children(runtime.uuid, ModuleStatus.KILLED):
                 self._start_or_queue(module, runtime, out, now, "module.respawned")
         self._fill(runtime, out, now)
+        return runtime
 
     def _deregister(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:
         f = Fields(env.data)
@@ -245,14 +262,18 @@ class Orchestrator:
         if runtime is None:
             raise ProtocolError("invalid Runtime UUID", uuid)
         if runtime.alive:
-            if self.liveness.take_stale_will(runtime.uuid):
-                self.log.info("delete for runtime {uuid} ({name}) taken as the late last will "
-                              "of a connection it replaced: it registered again since and "
-                              "keeps sending keepalives, so it stays alive",
-                              uuid=runtime.uuid, name=runtime.name)
-            else:
-                runtime = self._runtime_died(runtime, "delete", out, now)
+            runtime = self.runtime_deleted(runtime, out, now)
         out.reply(topic, env.object_id, runtime.wire())
+
+    def runtime_deleted(self, runtime: Runtime, out: Outbox, now: float) -> Runtime:
+        """An alive runtime's delete or last will (one message on the wire), unless late."""
+        if self.liveness.take_stale_will(runtime.uuid):
+            self.log.info("delete for runtime {uuid} ({name}) taken as the late last will "
+                          "of a connection it replaced: it registered again since and "
+                          "keeps sending keepalives, so it stays alive",
+                          uuid=runtime.uuid, name=runtime.name)
+            return runtime
+        return self._runtime_died(runtime, "delete", out, now)
 
     def _manager(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float,
                  alive: bool) -> None:
@@ -278,7 +299,7 @@ class Orchestrator:
         unplaced: dict[frozenset[str], str] = {}     # why no target, per api set
         for module in self.registry.children(dead.uuid):
             if module.status == ModuleStatus.ALIVE:
-                apis = api_set(module.apis)
+                apis = module.needs()
                 target = (self.scheduler.pick(apis)
                           if module.fault_crash == "restart" else None)
                 if target is not None:
@@ -313,8 +334,7 @@ class Orchestrator:
              now: float) -> Module:
         """Start a running module on ``target`` and stop it on ``source`` (a drain)."""
         moved = self._reschedule(module, source, target, out, now)
-        out.request(self.topics.control_for(source.uuid), "delete",
-                    {"type": "module", "uuid": module.uuid})
+        self.forward_delete(moved, source.uuid, out)
         return moved
 
     def runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
@@ -336,19 +356,27 @@ class Orchestrator:
             self.log.info("keepalive from unknown runtime {uuid}; waiting for it to register",
                           uuid=uuid)
             return
+        self.heard(runtime, children, out, now)
+
+    def heard(self, runtime: Runtime, children: list[Any] | None, out: Outbox,
+              now: float) -> Runtime | None:
+        """A known runtime's keepalive: liveness, revival, what it says it runs.
+
+        None when the keepalive is ignored (sent before the runtime's death)."""
         revived = not runtime.alive
         if revived:
             if now - runtime.changed_at < self.config.revive_after_sec:
                 # sent before its goodbye and overtaken by it: not a sign of life
                 self.log.debug("keepalive from {uuid}, dead for {s:.3f}s: ignored as sent "
-                               "before its death", uuid=uuid, s=now - runtime.changed_at)
-                return
+                               "before its death", uuid=runtime.uuid, s=now - runtime.changed_at)
+                return None
             runtime = self._revive(runtime, out, now)
         self.liveness.keepalive(runtime.uuid, now)
         if children is not None:
             self._reconcile(runtime, children, out, now)
         if revived:
             self._fill(runtime, out, now)
+        return runtime
 
     def _revive(self, runtime: Runtime, out: Outbox, now: float) -> Runtime:
         """A dead runtime is heard again: the verdict was wrong, undo it."""
@@ -375,8 +403,7 @@ class Orchestrator:
             if module is None:
                 continue
             if module.parent != runtime.uuid:
-                out.request(self.topics.control_for(runtime.uuid), "delete",
-                            {"type": "module", "uuid": module.uuid})
+                self.forward_delete(module, runtime.uuid, out)
             elif module.status == ModuleStatus.KILLED:
                 back = self.registry.put_module(transition(
                     module, ModuleStatus.ALIVE, now))
@@ -429,10 +456,14 @@ class Orchestrator:
         target = parent
         if parent is None:
             started = self.perf()
-            target = self.scheduler.pick(api_set(module.apis))
+            target = self.scheduler.pick(module.needs())
             self.on_placement(self.perf() - started)
         module, wire = self._start_or_queue(module, target, out, now, "module.created")
         return wire
+
+    def start_or_queue(self, module: Module, runtime: Runtime | None, out: Outbox,
+                       now: float, event: str) -> tuple[Module, dict[str, Any]]:
+        return self._start_or_queue(module, runtime, out, now, event)
 
     def _start_or_queue(self, module: Module, runtime: Runtime | None, out: Outbox,
                         now: float, event: str) -> tuple[Module, dict[str, Any]]:
@@ -454,13 +485,27 @@ class Orchestrator:
     def _start(self, module: Module, runtime: Runtime, out: Outbox, now: float,
                event: str, **extra: Any) -> tuple[Module, dict[str, Any]]:
         """Make the module alive on ``runtime`` and forward its create there."""
+        where = self.arena.where(module, runtime) if runtime.dialect == ARENA else {}
         started = self.registry.put_module(transition(
-            module, ModuleStatus.ALIVE, now, parent=runtime.uuid, acked_at=None))
+            module, ModuleStatus.ALIVE, now, parent=runtime.uuid, acked_at=None, reason=None,
+            **where))
         wire = started.wire()
-        object_id = out.request(self.topics.control_for(runtime.uuid), "create", wire)
+        if runtime.dialect == ARENA:
+            object_id = self.arena.send_create(started, runtime, out)
+        else:
+            object_id = out.request(self.topics.control_for(runtime.uuid), "create", wire)
         self._expect_ack(object_id, started.uuid)
         out.event(event, started, **extra)
         return started, wire
+
+    def forward_delete(self, module: Module, runtime_uuid: str, out: Outbox) -> str | None:
+        """Tell the runtime to stop the module, in the runtime's own dialect."""
+        runtime = self.registry.runtimes.get(runtime_uuid)
+        if runtime is not None and runtime.dialect == ARENA:
+            self.arena.send_delete(module, runtime, out)
+            return None
+        return out.request(self.topics.control_for(runtime_uuid), "delete",
+                           {"type": "module", "uuid": module.uuid})
 
     def _fill(self, runtime: Runtime, out: Outbox, now: float) -> None:
         """Start queued modules, oldest first, while the runtime has room."""
@@ -490,6 +535,11 @@ class Orchestrator:
             self.log.info("ignoring delete of {uuid} reported by {by}, not its runtime",
                           uuid=module.uuid, by=reporter)
             return
+        module = self.stop_module(module, out, now)
+        out.reply(self.topics.control, env.object_id, module.wire())
+
+    def stop_module(self, module: Module, out: Outbox, now: float) -> Module:
+        """A delete: forward it to the module's runtime, or end a module that runs nowhere."""
         if module.status in (ModuleStatus.ALIVE, ModuleStatus.EXITING):
             parent = module.parent
             assert parent is not None
@@ -497,14 +547,14 @@ class Orchestrator:
                 module = self.registry.put_module(transition(
                     module, ModuleStatus.EXITING, now))
                 out.event("module.exiting", module)
-            object_id = out.request(self.topics.control_for(parent), "delete",
-                                    {"type": "module", "uuid": module.uuid})
-            self._expect_delete_ack(object_id, module.uuid, parent)
+            object_id = self.forward_delete(module, parent, out)
+            if object_id is not None:
+                self._expect_delete_ack(object_id, module.uuid, parent)
         elif module.status in (ModuleStatus.QUEUED, ModuleStatus.KILLED):
             module = self.registry.put_module(transition(
                 module, ModuleStatus.DEAD, now))
             out.event("module.deleted", module)
-        out.reply(self.topics.control, env.object_id, module.wire())
+        return module
 
     def _delete_as_exit(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         """A delete on a runtime's own topic counts only as that runtime's exit report."""
@@ -524,9 +574,12 @@ class Orchestrator:
             self.log.info("ignoring exit of {uuid} reported by {by}, not its runtime",
                           uuid=module.uuid, by=route.sub)
             return
-        if module.status == ModuleStatus.DEAD:
-            return
-        self._gone(module, out, now)
+        self.module_exited(module, out, now)
+
+    def module_exited(self, module: Module, out: Outbox, now: float) -> None:
+        """Its runtime says the module is gone (unless it ended already)."""
+        if module.status not in ModuleStatus.ENDED:
+            self._gone(module, out, now)
 
     def _gone(self, module: Module, out: Outbox, now: float) -> None:
         """The module's runtime says it no longer runs: dead, announced, its slot reused."""
@@ -539,6 +592,16 @@ class Orchestrator:
             self._fill(runtime, out, now)
 
     # -- acks --------------------------------------------------------------------------
+    def confirm(self, object_id: str | None, out: Outbox, now: float) -> Module | None:
+        """The runtime acknowledged the create we sent with ``object_id``."""
+        module_uuid = self._pending_acks.pop(object_id or "", None)
+        module = self.registry.modules.get(module_uuid or "")
+        if module is None:
+            return None
+        acked = self.registry.put_module(evolve(module, acked_at=now))
+        out.event("module.acked", acked)
+        return acked
+
     def _expect_ack(self, object_id: str, module_uuid: str) -> None:
         self._pending_acks[object_id] = module_uuid
         if len(self._pending_acks) > PENDING_ACKS:
@@ -571,12 +634,9 @@ class Orchestrator:
     def _ack(self, route: Route, env: Envelope, out: Outbox, now: float) -> None:
         if self._pending_deletes and self._delete_acked(route, env, out, now):
             return
-        module_uuid = self._pending_acks.pop(env.object_id or "", None)
-        module = self.registry.modules.get(module_uuid or "")
+        module = self.confirm(env.object_id, out, now)
         if module is None:
             return
-        acked = self.registry.put_module(evolve(module, acked_at=now))
-        out.event("module.acked", acked)
         result = env.data.get("result")
         if result not in (None, "ok"):
             self.log.warn("runtime answered {result!r} to the create of {uuid}",

@@ -14,7 +14,7 @@ import bisect
 import heapq
 from typing import Callable, Protocol
 
-from .model import Module, ModuleStatus, Runtime, api_set
+from .model import Module, ModuleStatus, Runtime
 from .registry import Registry, RegistryObserver
 
 __all__ = ["Scheduler", "LeastLoaded", "RoundRobin", "CapacityQueue", "POLICIES"]
@@ -75,12 +75,12 @@ class LeastLoaded:
             heapq.heapify(heap)
 
     def reset(self) -> None:
-        self._group_of = {r.uuid: api_set(r.apis) for r in self._registry.alive_runtimes()}
+        self._group_of = {r.uuid: r.offers() for r in self._registry.alive_runtimes()}
         self._rebuild()
 
     def runtime_changed(self, old: Runtime | None, new: Runtime | None) -> None:
         if new is not None and new.alive:
-            self._group_of[new.uuid] = api_set(new.apis)
+            self._group_of[new.uuid] = new.offers()
             self._push(new)
         elif old is not None:
             self._group_of.pop(old.uuid, None)
@@ -142,7 +142,7 @@ class RoundRobin:
         for i in range(n):
             serial, uuid = self._ring[(start + i) % n]
             rt = self._registry.runtimes[uuid]
-            if apis <= api_set(rt.apis) and _placeable(self._registry, rt):
+            if apis <= rt.offers() and _placeable(self._registry, rt):
                 self._last = serial
                 return rt
         return None
@@ -178,7 +178,7 @@ class CapacityQueue:
         if new.pinned and new.parent is not None:
             heapq.heappush(self._pinned.setdefault(new.parent, []), entry)
         else:
-            heapq.heappush(self._free.setdefault(api_set(new.apis), []), entry)
+            heapq.heappush(self._free.setdefault(new.needs(), []), entry)
 
     def _top(self, table: dict, key: object, runtime_uuid: str | None) -> tuple[int, str] | None:
         heap = table[key]
@@ -198,7 +198,7 @@ class CapacityQueue:
         if runtime.uuid in self._pinned:
             candidates.append(self._top(self._pinned, runtime.uuid, runtime.uuid))
         if not runtime.drained:           # a drained runtime takes only modules named for it
-            offered = api_set(runtime.apis)
+            offered = runtime.offers()
             for key in [k for k in self._free if k <= offered]:
                 candidates.append(self._top(self._free, key, None))
         best = min((c for c in candidates if c is not None), default=None)

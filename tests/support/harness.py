@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from orchestrator.core.effects import Publish
@@ -14,6 +15,11 @@ RT3 = "33333333-3333-4333-8333-333333333333"
 
 class Harness(CoreHarness):
     """The shipped core harness, with the messages the tests send."""
+
+    def send_to(self, topic: str, msg: Any) -> list[Publish]:
+        """Handle one message on a full topic name (e.g. an ARENA topic)."""
+        payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
+        return self._split(self.core.handle(topic, payload, self.now).effects)
 
     # -- message makers ----------------------------------------------------
     def register(self, uuid: str = RT1, topic: str = "reg", **data: Any) -> list[Publish]:

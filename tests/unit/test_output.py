@@ -20,16 +20,19 @@ M = "c0000000-0000-4000-8000-000000000001"
 
 def test_each_dialects_topic_is_heard_and_others_are_not() -> None:
     out = ModuleOutput("realm")
-    assert out.subscriptions() == ["realm/proc/debug/stdout/+", "realm/proc/stdio/+"]
+    assert out.subscriptions() == ["realm/proc/debug/stdout/+", "realm/proc/stdio/+",
+                                   "realm/s/+/+/p/+/-/stdout", "realm/s/+/+/p/+/-/stderr"]
     assert out.accept(f"realm/proc/debug/stdout/{M}", b"from 2021", 1.0)
     assert out.accept(f"realm/proc/stdio/{M.upper()}", b"from 2023\nand more\n", 2.0)
+    assert out.accept(f"realm/s/public/lab/p/{M}/-/stdout", b"from applauncher", 2.5)
     for topic in ("realm/proc/control", f"realm/proc/stdio/{M}/x", "other/proc/stdio/m",
-                  "realm/proc/debug/stdin/m", "realm/proc/stdio/"):
+                  "realm/proc/debug/stdin/m", "realm/proc/stdio/",
+                  f"realm/s/public/lab/p/{M}/-/stdin", f"realm/s/public/lab/p/{M}"):
         assert not out.accept(topic, b"x", 3.0), topic
     lines, truncated = out.lines(M)
     assert [(l.text, l.time) for l in lines] == [("from 2021", 1.0), ("from 2023", 2.0),
-                                                 ("and more", 2.0)]
-    assert not truncated and [l.id for l in lines] == [1, 2, 3]
+                                                 ("and more", 2.0), ("from applauncher", 2.5)]
+    assert not truncated and [l.id for l in lines] == [1, 2, 3, 4]
 
 
 def test_a_new_dialect_is_one_source() -> None:
