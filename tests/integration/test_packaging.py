@@ -38,3 +38,14 @@ def test_wheel_contains_the_plugin(tmp_path: Path) -> None:
     assert "twisted/plugins/silverline_plugin.py" in names
     assert "orchestrator/tap.py" in names
     assert not any(n.startswith("twisted/plugins/__init__") for n in names)
+
+
+def _make_dry_run(target: str) -> str:
+    return subprocess.run(["make", "-n", "-B", target, "VENV=/nonexistent/venv"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_make_run_installs_only_what_the_service_needs() -> None:
+    pip = [line for line in _make_dry_run("run").splitlines() if "pip install" in line]
+    assert pip and all("[test]" not in line for line in pip)
+    assert any("'.[test]'" in line for line in _make_dry_run("test").splitlines())
