@@ -326,8 +326,11 @@ class MQTTService(Service):
     # -- another connection with our client id ---------------------------------------
     def _takeover(self, reason_code: Any) -> str | None:
         """Why this disconnect looks like our session taken over, or None."""
-        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+        code = getattr(reason_code, "value", None)
+        if code == SESSION_TAKEN_OVER:
             return "the broker says: session taken over"
+        if code == 0:
+            return None         # a normal disconnection (ours, e.g. a refused subscription)
         if self._reactor.seconds() - self._connected_at >= SHORT_LIVED:
             self._short_lived = 0
             return None

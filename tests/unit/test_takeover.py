@@ -16,6 +16,7 @@ from orchestrator.adapters.mqtt import MQTTService
 
 ACCEPTED = ReasonCode(PacketTypes.CONNACK, "Success")
 TAKEN_OVER = ReasonCode(PacketTypes.DISCONNECT, identifier=142)
+NORMAL = ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection")
 LOST = ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
 
 
@@ -80,6 +81,15 @@ def test_drops_right_after_connack_are_a_takeover_from_the_third_in_a_row() -> N
     link.up_then_down(0.5)
     assert link.svc.taken_over is not None and link.svc.takeovers == 1
     assert link.wait() == adapter.TAKEOVER_FIRST_DELAY
+
+
+def test_our_own_quick_hang_ups_are_not_a_takeover() -> None:
+    """E.g. a refused subscription: we disconnect right after CONNACK, again and again."""
+    link = Link()
+    for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
+        link.up_then_down(0.2, NORMAL)
+        link.clock.advance(link.wait())
+    assert link.svc.taken_over is None and link.svc.takeovers == 0
 
 
 def test_a_connection_that_lasted_resets_the_count() -> None:
