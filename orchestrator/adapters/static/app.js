@@ -651,10 +651,12 @@
         (r.drained ? ' · drained' : ''));
     } else if (r.drained) {
       v.reason.hidden = false;
+      v.reason.classList.add('drained');
       setText(v.reason, 'Drained: nothing new is placed here');
     } else {
       v.reason.hidden = true;
     }
+    if (r.status === 'dead' || !r.drained) v.reason.classList.remove('drained');
     place(v, r);
     renderAge(v, r, Date.now() - skewMs);
   }
