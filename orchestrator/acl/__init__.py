@@ -42,6 +42,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ..config import ConfigError, load_config
 from ..core.fields import MAX_IDENT
+from ..core.output import ModuleOutput
 from ..core.registry import id_key
 from ..core.topics import SPECIAL, WILDCARDS, Topics
 
@@ -177,7 +178,8 @@ def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
       ``R/proc/reg/U`` readwrite: registers and deletes itself there, its last
       will is published there, and the orchestrator replies on that topic;
       ``R/proc/keepalive/U`` write: keepalives (nobody needs to read them back);
-      ``R/proc/control/U`` readwrite: receives create/delete, sends acks and exits.
+      ``R/proc/control/U`` readwrite: receives create/delete, sends acks and exits;
+      and, once per login, write on the module output topics (``R/proc/stdio/+``, ...).
     client: ``R/proc/control`` readwrite (requests out, replies in), and reads
       ``R/proc/notif``, ``R/proc/log/orchestrator``, ``R/proc/orchestrator/status``.
     monitor: reads everything under ``R/proc/`` (operators' mosquitto_sub).
@@ -191,6 +193,9 @@ def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
             rules += [("readwrite", t.reg_for(uuid)),
                       ("write", t.keepalive_for(uuid)),
                       ("readwrite", t.control_for(uuid))]
+        # its modules' output (docs/protocol.md 13): a topic names a module, not a
+        # runtime, so any module's; write only (nobody's output is read back)
+        rules += [("write", topic) for topic in ModuleOutput(realm).subscriptions()]
         return rules
     if ident.role == CLIENT:
         return [("readwrite", t.control),

@@ -72,7 +72,8 @@ def test_each_role_gets_exactly_its_topics() -> None:
     assert topic_rules("realm", Identity(ORCHESTRATOR, "arts")) == [("readwrite", f"{R}/#")]
     assert topic_rules("realm", Identity(RUNTIME, A, (A,))) == [
         ("readwrite", f"{R}/reg/{A}"), ("write", f"{R}/keepalive/{A}"),
-        ("readwrite", f"{R}/control/{A}")]
+        ("readwrite", f"{R}/control/{A}"),
+        ("write", f"{R}/debug/stdout/+"), ("write", f"{R}/stdio/+")]        # module output
     assert topic_rules("realm", Identity(CLIENT, "alice")) == [
         ("readwrite", f"{R}/control"), ("read", f"{R}/notif"),
         ("read", f"{R}/log/orchestrator"), ("read", f"{R}/orchestrator/status")]
@@ -80,7 +81,8 @@ def test_each_role_gets_exactly_its_topics() -> None:
     manager = topic_rules("site/a", Identity(MANAGER, "m", ("m", A)))
     assert [t for _, t in manager] == [
         "site/a/proc/reg/m", "site/a/proc/keepalive/m", "site/a/proc/control/m",
-        f"site/a/proc/reg/{A}", f"site/a/proc/keepalive/{A}", f"site/a/proc/control/{A}"]
+        f"site/a/proc/reg/{A}", f"site/a/proc/keepalive/{A}", f"site/a/proc/control/{A}",
+        "site/a/proc/debug/stdout/+", "site/a/proc/stdio/+"]
 
 
 def test_acl_has_one_block_per_login_and_nothing_for_anonymous() -> None:
@@ -90,7 +92,8 @@ def test_acl_has_one_block_per_login_and_nothing_for_anonymous() -> None:
     assert by_user[None] == []                      # anonymous: no line at all
     assert list(by_user) == [None, "arts", A, B, "alice"]
     assert by_user[A] == [f"topic readwrite {R}/reg/{A}", f"topic write {R}/keepalive/{A}",
-                          f"topic readwrite {R}/control/{A}"]
+                          f"topic readwrite {R}/control/{A}",
+                          f"topic write {R}/debug/stdout/+", f"topic write {R}/stdio/+"]
     assert not any(B in line for line in by_user[A])
     assert not any(line.startswith("pattern") for lines in by_user.values() for line in lines)
     assert acl.endswith("\n")
@@ -459,7 +462,8 @@ async def test_a_runtime_cannot_publish_for_another(site: Site) -> None:
         delete_b = {"object_id": "x", "action": "delete", "type": "arts_req",
                     "data": {"type": "runtime", "uuid": B}}
         assert await a.publish(topic, delete_b) == NOT_AUTHORIZED, topic
-    own = [f"{R}/reg/{A}", f"{R}/keepalive/{A}", f"{R}/control/{A}"]
+    own = [f"{R}/reg/{A}", f"{R}/keepalive/{A}", f"{R}/control/{A}",
+           f"{R}/stdio/some-module", f"{R}/debug/stdout/some-module"]     # + module output
     for topic in own:
         assert await a.publish(topic, {"from": "A"}) == 0, topic
     for topic in own:                                   # in order, after every denied one
@@ -479,7 +483,8 @@ async def test_a_runtime_reads_only_its_own_topics(site: Site) -> None:
                               f"{R}/reg/{A}")
     assert not codes[-1].is_failure and not codes[-2].is_failure
     for topic in (f"{R}/control/{B}", f"{R}/reg/{B}", f"{R}/control", f"{R}/notif",
-                  f"{R}/log/orchestrator", f"{R}/keepalive/{B}", f"{R}/keepalive/{A}"):
+                  f"{R}/log/orchestrator", f"{R}/keepalive/{B}", f"{R}/keepalive/{A}",
+                  f"{R}/stdio/some-module"):               # output is written, never read
         assert await orch.publish(topic, "not for A") == 0
     assert await orch.publish(f"{R}/control/{A}", "create for A") == 0
     assert await orch.publish(f"{R}/reg/{A}", "reply for A") == 0
