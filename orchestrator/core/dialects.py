@@ -1,6 +1,6 @@
 """The generations of the SilverLine wire format the orchestrator speaks.
 
-Three client and runtime generations are in the field (protocol.md,
+Three client and runtime generations are in the field (docs/protocol.md 1,
 "Dialects"):
 
 - 2022 (Django orchestrator, libsilverline up to 2022-09): ``"type":

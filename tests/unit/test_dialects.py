@@ -1,4 +1,4 @@
-"""Every generation's wire format through the pure core (protocol.md, Dialects).
+"""Every generation's wire format through the pure core (docs/protocol.md 1, Dialects).
 
 The message shapes are those the real peers send: runtime-manager 2023
 (``manage.py run``, ``create_module_batch``, ``linux_minimal`` runtimes),

@@ -41,3 +41,19 @@ def test_every_topic_is_documented() -> None:
     for topic in (topics.reg, topics.control, topics.keepalive, topics.log, topics.notif,
                   topics.status, topics.control_for("{uuid}")):
         assert f"`{topic}" in DOC, topic
+
+
+def test_every_section_the_code_cites_exists() -> None:
+    headings = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", DOC, re.M))
+    cited: set[tuple[str, str]] = set()
+    for folder in ("orchestrator", "tests", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path == pathlib.Path(__file__).resolve():
+                continue
+            text = path.read_text(encoding="utf-8")
+            for ref in re.findall(r"protocol\.md(?: section| sections)? (\d+(?:\.\d+)?)", text):
+                cited.add((ref, str(path.relative_to(ROOT))))
+            assert not re.search(r"(?<!docs/)protocol\.md", text), (
+                f"{path}: cite docs/protocol.md (the shared spec's numbering differs)")
+    missing = sorted(c for c in cited if c[0] not in headings)
+    assert not missing, missing
