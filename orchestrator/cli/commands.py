@@ -33,6 +33,16 @@ def _find(rest: Rest, kind: str, q: str) -> dict[str, Any]:
     return found
 
 
+def _runtime_uuid(settings: Settings, q: str) -> str:
+    """The uuid of runtime ``q`` (uuid, name or short id); ``q`` itself when REST does
+    not know it (the orchestrator then answers for itself)."""
+    try:
+        found = _rest(settings).get(f"/api/runtimes/{q}/")
+    except CliError:               # no REST here: MQTT alone still takes a uuid or name
+        return q
+    return found["uuid"] if found else q
+
+
 # -- reading ------------------------------------------------------------------------------
 def runtimes(args: Any, settings: Settings) -> int:
     rest = _rest(settings)
@@ -51,7 +61,8 @@ def runtimes(args: Any, settings: Settings) -> int:
 
 def modules(args: Any, settings: Settings) -> int:
     rest = _rest(settings)
-    body = rest.get("/api/modules/", status=args.status, parent=args.on, name=args.name,
+    parent = _find(rest, "runtime", args.on)["uuid"] if args.on else None
+    body = rest.get("/api/modules/", status=args.status, parent=parent, name=args.name,
                     api=args.api)
     items = (body or {}).get("modules", [])
     if args.output == "json":
@@ -115,8 +126,8 @@ def run(args: Any, settings: Settings) -> int:
                             "name": args.name or args.file.rsplit("/", 1)[-1].split(".")[0],
                             "filetype": args.filetype, "args": args.arg or [],
                             "fault_crash": "restart" if args.restart else "ignore"}
-    if args.on:
-        data["parent"] = args.on
+    if args.on:                    # a short id works too: REST resolves it to the uuid
+        data["parent"] = _runtime_uuid(settings, args.on)
     if args.api:
         data["apis"] = args.api
     with Bus(settings) as bus:

@@ -101,7 +101,9 @@ async def test_run_list_get_stop(app: App, peers: Any, tmp_path: Path) -> None:
     code, out, _ = await cli(conf, "runtimes", "-o", "json")
     assert code == 0 and [r["name"] for r in json.loads(out)] == ["edge-a"]
 
-    code, out, _ = await cli(conf, "modules", "--on", "edge-a")
+    code, out, err = await cli(conf, "run", "two.wasm", "--on", RT_A[-8:])  # by short id
+    assert code == 0 and out.strip().endswith("started on runtime edge-a"), err
+    code, out, _ = await cli(conf, "modules", "--on", "edge-a", "--name", "hello")
     assert code == 0 and out.splitlines()[1].split()[1:5] == ["hello", "alive", "edge-a",
                                                              "wasm/hello.wasm"]
     code, out, _ = await cli(conf, "get", "hello")           # not a runtime: the module
