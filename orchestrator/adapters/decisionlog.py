@@ -48,6 +48,7 @@ class DecisionLog:
             "runtime.undrained": self._undrained,
             "runtime.forgotten": self._forgotten,
             "module.revived": self._module_revived,
+            "module.failed": self._failed,
             "module.created": self._placed,
             "module.queued": self._queued,
             "module.started": self._started,
@@ -195,6 +196,13 @@ class DecisionLog:
         self._say("module {module_name} ({module}) killed: {where} died; {why}; "
                   "it starts again when that runtime registers again", event,
                   where=self._where(m.parent), parent=m.parent, why=why)
+
+    def _failed(self, event: Event) -> None:
+        m = event.record
+        assert isinstance(m, Module)
+        self._say("module {module_name} ({module}) failed on {where}: {reason}", event,
+                  where=self._where(m.parent), parent=m.parent, reason=m.reason,
+                  level=LogLevel.warn)
 
     def _exiting(self, event: Event) -> None:
         m = event.record

@@ -200,9 +200,7 @@ class ArenaDialect:
             self.log.warn("ARENA runtime {uuid} reports {text}, with no create pending",
                           uuid=runtime.uuid, text=arena.error_text(msg))
             return
-        reason = arena.error_text(msg)
-        self.log.warn("module {m} failed on ARENA runtime {uuid}: {reason}",
-                      m=module.uuid, uuid=runtime.uuid, reason=reason)
+        reason = arena.error_text(msg)        # the decision log says it (module.failed)
         failed = self.registry.put_module(transition(module, ModuleStatus.FAILED, now,
                                                       reason=reason))
         out.event("module.failed", failed)

@@ -262,6 +262,20 @@ def test_operator_action_lines(fleet: Fleet) -> None:
         f"module stays ({M1}) deleted: its runtime was forgotten")
 
 
+def test_a_failed_launch_is_a_warning() -> None:
+    from orchestrator.core.effects import Event
+    from orchestrator.core.model import Module, Runtime
+    runtime = Runtime(uuid=RT1, serial=1, name="arena-rt1")
+    lines = Lines()
+    log = DecisionLog("least_loaded", {RT1: runtime}.get, log=Logger(observer=lines.append))
+    log.event(Event("module.failed", Module(uuid=M1, serial=2, name="prog", parent=RT1,
+                                            status="failed", reason="error in launcher")))
+    [failed] = lines.decisions("module.failed")
+    assert formatEvent(failed) == (
+        f"module prog ({M1}) failed on arena-rt1 ({RT1}): error in launcher")
+    assert failed["log_level"] is LogLevel.warn
+
+
 def test_an_unknown_event_type_still_gets_a_line() -> None:
     from orchestrator.core.effects import Event
     from orchestrator.core.model import Runtime
