@@ -117,6 +117,7 @@ SCHEMAS: dict[str, Any] = {
     "RuntimeList": _list_body("runtimes", "RuntimeSummary"),
     "RuntimePage": _page_body("runtimes", "RuntimeDetail"),
     "ModuleList": _list_body("modules", "ModuleSummary"),
+    "QueuedList": _list_body("queued", "ModuleSummary"),
     "ModulePage": _page_body("modules", "ModuleDetail"),
     "NotFound": {"type": "object", "maxProperties": 0,
                  "description": "{}: what both libsilverline generations take as not found"},
@@ -191,6 +192,10 @@ def openapi_document() -> dict[str, Any]:
             "/api/runtimes/": _list_op("runtime", "runtimes (default: alive ones)"),
             "/api/runtimes/{q}/": _detail_op("runtime"),
             "/api/modules/": _list_op("module", "modules (default: alive ones)"),
+            "/api/queued/": {"get": {
+                "summary": "queued modules, oldest first (what libsilverline 2023's "
+                           "get_queued reads)",
+                "responses": {"200": _json(_ref("QueuedList"), "the queued modules")}}},
             "/api/modules/{q}/": _detail_op("module"),
             "/api/modules/{q}/logs": {"get": {
                 "summary": "the module's output, as its runtime published it",

@@ -184,6 +184,9 @@ class RestApi:
                     items.append(r.summary(
                         [m for m in kids if m.status == ModuleStatus.ALIVE],
                         [m for m in kids if m.status == ModuleStatus.QUEUED]))
+            elif kind == "queued":
+                items = [m.summary() for m in registry.modules.values()
+                         if m.status == ModuleStatus.QUEUED]
             else:
                 items = [m.summary() for m in registry.alive_modules()]
             encoded = compact_json(items)
@@ -225,6 +228,11 @@ class RestApi:
     @app.route("/api/modules/", methods=["GET", "HEAD"], strict_slashes=False)
     def list_modules(self, request: IRequest) -> bytes:
         return self._list(request, "module")
+
+    @app.route("/api/queued/", methods=["GET", "HEAD"], strict_slashes=False)
+    def list_queued(self, request: IRequest) -> bytes:
+        """Queued modules in arrival order (the 2023 endpoint libsilverline's get_queued reads)."""
+        return self._compat_list(request, "queued")
 
     @app.route("/api/modules/<q>/", methods=["GET", "HEAD"], strict_slashes=False)
     def module_detail(self, request: IRequest, q: str) -> bytes:

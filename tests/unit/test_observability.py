@@ -187,6 +187,7 @@ def _validator(schema_name: str) -> Draft202012Validator:
     (f"/api/runtimes/{RT1}", "/api/runtimes/{q}/", "RuntimeDetail"),
     ("/api/runtimes/nope", "/api/runtimes/{q}/", "NotFound"),
     ("/api/modules/", "/api/modules/", "ModuleList"),
+    ("/api/queued/", "/api/queued/", "QueuedList"),
     ("/api/modules/?status=all&limit=2", "/api/modules/", "ModulePage"),
     ("/api/modules/a1", "/api/modules/{q}/", "ModuleDetail"),
     ("/api/modules/?status=nope", "/api/modules/", "Error"),

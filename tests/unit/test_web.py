@@ -63,6 +63,10 @@ async def test_list_runtimes_shows_each_ones_queue(h: Harness) -> None:
     assert detail["queued"] == other["queued"]
     _, _, page = await get(h, "/api/runtimes/?limit=10")
     assert page["results"] == page["runtimes"] and page["next"] is None
+    # libsilverline 2023's get_queued asks for "queued//"
+    code, _, queued = await get(h, "/api/queued//")
+    q2 = {"uuid": "q2", "name": "waiting", "parent": RT2, "filename": "w.wasm"}
+    assert code == 200 and queued == {"queued": [q2], "count": 1, "start": 0, "results": [q2]}
 
 
 @pytest_twisted.ensureDeferred
