@@ -195,7 +195,6 @@ class MQTTService(Service):
         self.taken_over: str | None = None   # why we think so, while it lasts
         self._takeover_max_delay = takeover_max_delay
         self._takeover_streak = 0
-        self._hung_up = False       # the current connection is ended by us, not the broker
         self._short_lived = 0
         self._connected_at = 0.0
         self._conflict_over: Any = None
@@ -415,7 +414,6 @@ class MQTTService(Service):
             # not a reached broker; hang up and go on with the backoff still growing
             log.error("MQTT broker {broker} refused our subscriptions ({refused}); "
                       "disconnecting to try again", broker=self.broker, refused=refused)
-            self._hung_up = True        # our own doing: no sign of another connection
             client.disconnect()
             return
         self._attempt = 0
@@ -429,9 +427,7 @@ class MQTTService(Service):
         if self._conflict_over is not None and self._conflict_over.active():
             self._conflict_over.cancel()
         self._conflict_over = None
-        hung_up, self._hung_up = self._hung_up, False
-        taken = (self._takeover(reason_code)
-                 if was_connected and self.running and not hung_up else None)
+        taken = self._takeover(reason_code) if was_connected and self.running else None
         if was_connected:
             if taken is None:
                 log.warn("MQTT disconnected: {rc}", rc=str(reason_code))
