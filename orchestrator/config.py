@@ -120,6 +120,9 @@ class Config:
     snapshot_every_changes: int = 50000
     snapshot_every_sec: float = 300.0
     retention_days: float = 7.0
+    # active/standby: journal, snapshots and the leader lease in PostgreSQL
+    postgres: str | None = None
+    leader_lease_sec: float = 5.0
     # REST
     rest_token: str | None = None
     events_retained: int = 10000
@@ -165,6 +168,9 @@ _CHECKS: dict[str, _Check] = {
     "snapshot_every_changes": _POS_INT,
     "snapshot_every_sec": _POS_NUM,
     "retention_days": _POS_NUM,
+    "postgres": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+                 "a libpq connection string or null"),
+    "leader_lease_sec": (lambda v: _is_number(v) and 1 <= v <= 600, "a number of seconds 1-600"),
     "rest_token": _OPT_STR,
     "events_retained": _POS_INT,
     "events_retained_sec": _POS_NUM,

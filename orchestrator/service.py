@@ -131,11 +131,17 @@ class OrchestratorService(Service):
     def __init__(self, reactor: IReactorTime, core: Orchestrator, store: Journal, *,
                  publisher: Publisher = NO_PUBLISHER, events: EventSink | None = None,
                  metrics: Counts = NO_COUNTS, decisions: DecisionLog | None = None,
-                 stop: Callable[[], None] | None = None) -> None:
+                 stop: Callable[[], None] | None = None, standby: bool = False,
+                 may_announce: Callable[[], bool] | None = None) -> None:
         """``stop`` is called when the journal cannot be made durable (default: stop
         the reactor). ``decisions`` is the operator's log (default: one without
         debug lines)."""
         self._reactor = reactor
+        #: start as a standby: load, then wait for start_leading() (active/standby)
+        self.standby = standby
+        #: announcements wait while this says no (a leader whose lease is not fresh)
+        self.may_announce = may_announce
+        self.leading = False
         self.core = core
         self.store = store
         self.events: EventSink = events if events is not None else NO_EVENTS()
@@ -195,6 +201,17 @@ class OrchestratorService(Service):
         super().startService()
         if self.loaded is None:
             self.load()
+        if not self.standby:
+            self.start_leading()
+
+    def start_leading(self) -> None:
+        """Take messages and run the timers (at once, or when a standby is elected)."""
+        seen = getattr(self.store, "events", 0)     # a standby followed the journal's events
+        if seen > self.event_seq:
+            self.event_seq = seen
+            if self.events is not None:
+                self.events.latest = seen
+        self.leading = True
         self._accepting = True
         self._sweep.start(SWEEP_INTERVAL, now=False)
         self._snapshot_timer.start(self.core.config.snapshot_every_sec, now=False)
@@ -203,15 +220,24 @@ class OrchestratorService(Service):
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
+        if self.leading:
+            yield self.stop_leading()
+        self.store.close()
+
+    @inlineCallbacks
+    def stop_leading(self) -> Any:
+        """Stop taking messages; make everything durable and take a last snapshot."""
         self._accepting = False
         for loop in (self._sweep, self._snapshot_timer, self._prune):
             if loop.running:
                 loop.stop()
+        if not self.leading:
+            return
         self._end_turn()
         yield self.store.flush()
         if self.store.seq != self.store.snapshot_seq:
             yield self.store.snapshot(self.core.registry, self._snapshot_meta)
-        self.store.close()
+        self.leading = False
 
     # -- input ----------------------------------------------------------------------------
     def message_received(self, topic: str, payload: bytes) -> None:
@@ -267,10 +293,17 @@ class OrchestratorService(Service):
         if self._changes_since_snapshot >= self.core.config.snapshot_every_changes:
             self.snapshot_if_changed()
 
+    def resume(self) -> None:
+        """Announcements may go out again (the lease was renewed)."""
+        if self._outgoing:
+            self._drain()
+
     def _drain(self) -> None:
         if self._lost:
             self._outgoing.clear()      # nothing goes out after a lost batch, ever
             return
+        if self.may_announce is not None and not self.may_announce():
+            return                          # resumed by the next lease renewal
         while self._outgoing:
             effects, durable, first_event = self._outgoing[0]
             if durable is not None and not durable.called:

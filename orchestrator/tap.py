@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import sys
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import twisted
 from twisted.application import strports
@@ -25,7 +26,7 @@ from .core.events import EventLog, event_renderer
 from .adapters.access import AccessLogSite
 from .adapters.decisionlog import DecisionLog
 from .adapters.logfile import LogFileService, NotifyReady, levelled, text_observer
-from .adapters.metrics import Metrics, state_series
+from .adapters.metrics import Metrics, leadership_series, state_series
 from .core.effects import Event
 from .core.model import ModuleStatus, Runtime
 from .adapters.mqtt import MQTTService, build_client
@@ -35,11 +36,15 @@ from .adapters.output_stream import OutputStreams
 from .adapters.sse import EventStreams
 from .core.output import ModuleOutput
 from .adapters.store import Store
+from .adapters.leadership import LeaderOnly, Leadership
+from .adapters.pgstore import PgJournal
 from .adapters.web import RestApi
 
 __all__ = ["Options", "makeService", "build"]
 
 log = Logger()
+#: exit status of an orchestrator that lost the leadership (or cannot follow it)
+EXIT_DEPOSED = 3
 DEFAULT_CONFIG = "config.json"
 
 
@@ -140,8 +145,43 @@ def open_logs(config: Config) -> LogFileService | None:
     return logs
 
 
+def _exit_deposed(why: str) -> None:
+    """A leader that lost its lease, or a standby that cannot follow, ends at once:
+    nothing it still holds in memory may be written or published. Its supervisor
+    (systemd: Restart=on-failure) starts it again as a standby with a fresh copy."""
+    sys.stderr.write(f"silverline: {why}; exiting ({EXIT_DEPOSED})\n")
+    sys.stderr.flush()
+    os._exit(EXIT_DEPOSED)
+
+
+def _leadership(config: Config, reactor: Any, store: PgJournal,
+                orchestrator: OrchestratorService, mqtt: MQTTService,
+                on_deposed: Callable[[str], None]) -> tuple[OrderedStop, Leadership]:
+    """Active/standby: the broker link and the timers run only while we lead."""
+    broker = LeaderOnly(mqtt)
+
+    def elected() -> None:
+        orchestrator.start_leading()
+        broker.activate()
+
+    leadership = Leadership(
+        reactor, str(config.postgres), store,
+        holder=f"{socket.gethostname()}:{os.getpid()}:{config.http_port}",
+        lease=config.leader_lease_sec,
+        follow=lambda rows: store.follow(orchestrator.core.registry, rows),
+        elected=elected, deposed=on_deposed, stepping_down=orchestrator.stop_leading,
+        resumed=orchestrator.resume)
+    orchestrator.may_announce = leadership.may_act
+    mqtt.may_connect = leadership.may_act
+    group = OrderedStop()
+    leadership.setServiceParent(group)
+    broker.setServiceParent(group)      # stopped first: no message arrives while stepping down
+    return group, leadership
+
+
 def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
-          logs: LogFileService | None = None) -> OrderedStop:
+          logs: LogFileService | None = None,
+          on_deposed: Callable[[str], None] = _exit_deposed) -> OrderedStop:
     """The whole service tree for a config (also used by tests, in-process)."""
     root = OrderedStop()
     if logs is None and log_to_dir:
@@ -155,8 +195,13 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
                       keep=config.events_retained,
                       keep_seconds=config.events_retained_sec,
                       eager=_rendered_at_once)
-    store = Store(reactor, config.state_dir, config.journal_fsync,
-                  on_sync=metrics.fsync_seconds.observe)
+    store: Store | PgJournal
+    if config.postgres:
+        store = PgJournal(reactor, config.postgres, config.realm, config.journal_fsync,
+                          on_sync=metrics.fsync_seconds.observe)
+    else:
+        store = Store(reactor, config.state_dir, config.journal_fsync,
+                      on_sync=metrics.fsync_seconds.observe)
     decisions = DecisionLog(config.scheduler, core.registry.runtimes.get,
                             debug=config.debug and logs is not None)
     topics = core.topics
@@ -181,21 +226,36 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
         buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay,
         takeover_max_delay=config.takeover_max_delay)
     orchestrator = OrchestratorService(reactor, core, store, publisher=mqtt, events=events,
-                                       metrics=metrics, decisions=decisions, stop=reactor.stop)
+                                       metrics=metrics, decisions=decisions, stop=reactor.stop,
+                                       standby=isinstance(store, PgJournal))
     orchestrator.setName("orchestrator")
     orchestrator.setServiceParent(root)
     mqtt.setName("mqtt")
-    mqtt.setServiceParent(root)
+    leadership: Leadership | None = None
+    if isinstance(store, PgJournal):
+        group, leadership = _leadership(config, reactor, store, orchestrator, mqtt, on_deposed)
+        group.setServiceParent(root)
+    else:
+        mqtt.setServiceParent(root)
     streams = EventStreams(reactor, events)
     _Running(streams.start, streams.stop).setServiceParent(root)
     output_streams = OutputStreams(reactor, output)
     _Running(output_streams.start, output_streams.stop).setServiceParent(root)
     metrics.watch(lambda: state_series(core, mqtt, streams, store))
+    if leadership is not None:
+        metrics.watch(lambda: leadership_series(leadership, store))
 
     def not_ready() -> list[str]:
         reasons = []
         if orchestrator.loaded is None:
             reasons.append("state not loaded yet")
+        if leadership is not None:
+            reasons += leadership.not_ready()
+            if leadership.role != "leader":
+                return reasons
+            problem = getattr(store, "problem", None)
+            if problem is not None:
+                reasons.append(f"journal writes not durable in PostgreSQL ({problem})")
         if not mqtt.subscribed:
             reasons.append(f"not connected to the MQTT broker (trying {mqtt.broker})")
         if mqtt.taken_over is not None:
@@ -206,7 +266,8 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
         return reasons
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,
-                  token=config.rest_token, output=output_streams)
+                  token=config.rest_token, output=output_streams,
+                  health=(lambda: {}) if leadership is None else leadership.health)
     site = AccessLogSite(api.resource(), slow_sec=config.access_log_slow_sec)
     site.displayTracebacks = False
     web = strports.service(_listen_endpoint(config), site, reactor=reactor)

@@ -138,3 +138,25 @@ def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Met
     yield GaugeMetricFamily("silverline_liveness_tracked",
                             "Runtimes judged by their keepalives",
                             value=core.liveness.judged())
+
+
+def leadership_series(leadership: Any, journal: Any) -> Iterable[Metric]:
+    """Active/standby: role, epoch, how far a standby trails, what waits for PostgreSQL."""
+    role = GaugeMetricFamily("silverline_role", "1 for this orchestrator's role", labels=["role"])
+    for name in ("leader", "standby", "deposed"):
+        role.add_metric([name], int(leadership.role == name))
+    yield role
+    yield GaugeMetricFamily("silverline_leader_epoch",
+                            "Fencing epoch: ours as leader, the leader's as standby",
+                            value=leadership.epoch)
+    yield GaugeMetricFamily("silverline_leader_lease_fresh",
+                            "1 while we lead on a lease renewed in time", value=int(leadership.may_act()))
+    yield GaugeMetricFamily("silverline_standby_lag_batches",
+                            "Journal batches committed that this standby has not applied",
+                            value=leadership.lag_batches)
+    yield GaugeMetricFamily("silverline_standby_lag_seconds",
+                            "Seconds since this standby last held every committed batch",
+                            value=leadership.lag_seconds())
+    yield GaugeMetricFamily("silverline_journal_pending_batches",
+                            "Batches handed to the journal and not yet durable",
+                            value=journal.seq - journal.durable_seq)

@@ -64,7 +64,10 @@ TAKEOVER_FIRST_DELAY = 5.0
 TAKEOVER_CLEARED_AFTER = 60.0
 
 
-def default_client_id(realm: str) -> str:
+def default_client_id(realm: str, shared: bool = False) -> str:
+    """Stable per host; ``shared`` (active/standby): the same for every orchestrator of the realm."""
+    if shared:
+        return f"orchestrator-{realm}"
     host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
     return f"orchestrator-{realm}-{host}"
 
@@ -74,7 +77,8 @@ def build_client(config: Config, status_topic: str) -> paho.Client:
     v5 = config.mqtt_protocol != "3.1.1"
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=config.mqtt_client_id or default_client_id(config.realm),
+        client_id=config.mqtt_client_id or default_client_id(config.realm,
+                                                             shared=config.postgres is not None),
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
         reconnect_on_failure=False)
     client.suppress_exceptions = True
@@ -181,6 +185,7 @@ class MQTTService(Service):
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
+        self.may_connect: Callable[[], bool] = lambda: True
         self._no_local = no_local
         self._retry = backoffPolicy(initialDelay=0.5, maxDelay=max_delay)
         self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque(
@@ -282,6 +287,10 @@ class MQTTService(Service):
     def _connect_now(self) -> None:
         self._timer = None
         if not self.running or self._connecting or self.connected:
+            return
+        if not self.may_connect():
+            # active/standby: only a leader on a fresh lease may use the shared client id
+            self._timer = self._reactor.callLater(0.5, self._connect_now)
             return
         self._connecting = True
         self._opened = self._connack = self._refused_v5 = False

@@ -125,9 +125,11 @@ class RestApi:
                  metrics: Metrics | None = None,
                  not_ready: Callable[[], list[str]] = lambda: [],
                  token: str | None = None, static_dir: str = STATIC_DIR,
-                 output: OutputStreams | None = None) -> None:
+                 output: OutputStreams | None = None,
+                 health: Callable[[], dict[str, Any]] = lambda: {}) -> None:
         self.core = core
         self.output = output
+        self.health = health        # more of /healthz (active/standby: role and epoch)
         self.registry = core.registry
         self.streams = streams
         self.metrics = metrics
@@ -294,7 +296,7 @@ class RestApi:
     # -- operations -----------------------------------------------------------------------
     @app.route("/healthz", methods=["GET", "HEAD"])
     def healthz(self, request: IRequest) -> bytes:
-        return json_body(request, {"status": "ok"})
+        return json_body(request, {"status": "ok", **self.health()})
 
     @app.route("/readyz", methods=["GET", "HEAD"])
     def readyz(self, request: IRequest) -> bytes:
