@@ -21,6 +21,7 @@ the next statement together, as with the file store's fsync.
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from typing import Any, Callable, Iterable
@@ -166,7 +167,10 @@ class PgJournal:
             oldest = min([s for s, _ in snaps], default=0)   # fall back on it if need be
             return snaps, read_tail(conn, self.realm, oldest)
 
-        snaps, rows = self._writer.run_here(read)
+        try:
+            snaps, rows = self._writer.run_here(read)
+        except PgError as e:
+            raise OSError(errno.EIO, f"cannot read the journal: {str(e).strip()[:300]}") from None
         runtimes: dict[str, Runtime] = {}
         modules: dict[str, Module] = {}
         next_serial = 1
