@@ -186,11 +186,12 @@ class Bench:
         self.n = 0
 
     def run(self, kind: str, modules: int, *, runtimes: int | None = None,
-            extra: list[str] | None = None, label: str = "") -> dict[str, Any] | None:
+            extra: list[str] | None = None, label: str = "",
+            system_class: type[System] | None = None) -> dict[str, Any] | None:
         """Start a fresh system and broker, drive one load run, stop; the run's JSON."""
         self.n += 1
-        system: System = (Floor if kind == "floor" else Orchestrator)(
-            self.root / f"{self.n:02d}-{kind}-{label}", not self.args.broker_nagle)
+        cls = system_class or (Floor if kind == "floor" else Orchestrator)
+        system: System = cls(self.root / f"{self.n:02d}-{kind}-{label}", not self.args.broker_nagle)
         runtimes = self.args.runtimes if runtimes is None else runtimes
         progress(f"{label}: {kind}, R={runtimes} M={modules} W={self.args.window}")
         try:

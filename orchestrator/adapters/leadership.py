@@ -1,7 +1,7 @@
 """Who leads a realm: a lease row in PostgreSQL with a fencing epoch.
 
 Every orchestrator pointed at the same database and realm runs this. The one
-holding the lease is the leader: it renews the lease every ``lease / 4``
+holding the lease is the leader: it renews the lease every ``POLL``
 seconds and acts (publishes, connects to the broker) only while its own
 monotonic clock says the last renewal is younger than 90% of the lease. The
 others are standbys: every ``POLL`` seconds they try to take the lease and

@@ -125,7 +125,11 @@ SCHEMAS: dict[str, Any] = {
     "OutputLine": _obj({"id": {"type": "integer", "description": "grows, also across restarts"},
                         "time": TIME, "stream": {"type": "string"},
                         "text": {"type": "string"}}),
-    "Health": _obj({"status": {"const": "ok"}}),
+    "Health": _obj({"status": {"const": "ok"}}, {
+        "role": {"enum": ["leader", "standby", "deposed"],
+                 "description": "with postgres (active/standby): this orchestrator's role"},
+        "epoch": {"type": "integer", "description": "the fencing epoch: ours, or the leader's"},
+        "leader": {"type": ["string", "null"], "description": "who leads, host:pid:http_port"}}),
     "Ready": _obj({"ready": {"type": "boolean"}},
                   {"reasons": {"type": "array", "items": {"type": "string"}}}),
     "Event": _obj({"id": {"type": "integer"}, "type": {"type": "string"}, "time": TIME}, {
