@@ -172,19 +172,20 @@ class Traffic:
         try:
             body = json.loads(msg.payload)
             data = body["data"]
-            details = data.get("details", data) if isinstance(data, dict) else {}
+            details: dict[str, Any] = data.get("details", data) if isinstance(data, dict) else {}
+            uuid = str(details.get("uuid"))
         except (ValueError, KeyError, TypeError, AttributeError):
             return
         if body.get("type") != "arts_resp" and not (
                 msg.topic.startswith(f"{R}/control/") and body.get("action") == "create"):
             return
         if msg.topic == f"{R}/reg":
-            self.acked_runtimes.add(details.get("uuid"))
+            self.acked_runtimes.add(uuid)
         elif msg.topic == f"{R}/control":
-            self.acked_modules.add(details.get("uuid"))
-            self.replied_at.setdefault(body.get("object_id"), time.monotonic())
+            self.acked_modules.add(uuid)
+            self.replied_at.setdefault(str(body.get("object_id")), time.monotonic())
         elif msg.topic.startswith(f"{R}/control/"):
-            self.acked_modules.add(details.get("uuid"))
+            self.acked_modules.add(uuid)
 
     def create(self) -> str:
         self._n += 1
