@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.core.model import Module, Runtime  # noqa: E402
 from orchestrator.core.registry import Registry  # noqa: E402
+from stats import percentile  # noqa: E402,F401  (shared by the benchmarks that import common)
 
 
 def populate(registry: Registry, runtimes: int, modules: int, now: float | None = None) -> None:
@@ -33,13 +34,6 @@ def populate(registry: Registry, runtimes: int, modules: int, now: float | None 
             parent=rts[i % runtimes], filename=filename, args=(filename,),
             resources={"period": 10000000, "runtime": 5000000},
             created_at=now, changed_at=now))
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def report(name: str, figures: dict[str, Any]) -> None:

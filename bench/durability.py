@@ -19,15 +19,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from common import ROOT, percentile, populate, report
+from common import percentile, populate, report
 
 from twisted.internet import defer, reactor, task
 
@@ -36,6 +34,7 @@ from orchestrator.core.protocol import Orchestrator
 from orchestrator.core.registry import Registry
 from orchestrator.service import OrchestratorService
 from orchestrator.adapters.store import Store
+from tests.support.twistd import start_twistd
 
 
 def free_port() -> int:
@@ -52,11 +51,7 @@ def time_twistd_until_rest(workdir: Path) -> float:
         "mqtt_port": free_port(), "mqtt_username": None, "state_dir": "state",
         "log_dir": None}))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "from twisted.scripts.twistd import run; run()",
-                             "-n", "--pidfile=", "silverline"], cwd=workdir,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_twistd(workdir)
     try:
         while True:
             try:

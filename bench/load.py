@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import os
 import random
 import select
@@ -58,7 +57,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from stats import CLK_TCK, cpu_seconds, percentile, rss_kb
+
 PAGE = 500
 
 
@@ -69,27 +69,8 @@ class LoadError(RuntimeError):
 # -- small measurements ------------------------------------------------------------------
 
 def percentile_ms(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of seconds, in milliseconds."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))
-    return round(ordered[k] * 1000, 3)
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """Nearest-rank percentile of seconds, in milliseconds (None: no values)."""
+    return round(percentile(values, p) * 1000, 3) if values else None
 
 
 def machine_busy() -> float:
@@ -111,14 +92,14 @@ class CpuMeter:
         self.watch = {**watch, "load": os.getpid()}
 
     def start(self) -> tuple[float, dict[str, float]]:
-        cpu = {k: proc_cpu(p) for k, p in self.watch.items()}
+        cpu = {k: cpu_seconds(p) for k, p in self.watch.items()}
         cpu["machine"] = machine_busy()
         return time.perf_counter(), cpu
 
     def delta(self, began: tuple[float, dict[str, float]]) -> tuple[float, dict[str, float]]:
         """Wall seconds since ``began``, and CPU seconds of each watched process and others."""
         wall = time.perf_counter() - began[0]
-        out = {k: proc_cpu(p) - began[1][k] for k, p in self.watch.items()}
+        out = {k: cpu_seconds(p) - began[1][k] for k, p in self.watch.items()}
         out["others"] = max(0.0, machine_busy() - began[1]["machine"] - sum(out.values()))
         return wall, out
 
@@ -592,7 +573,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rss: dict[str, Any] = {}
         if rss_of:
             rss["of"] = rss_of
-            rss["before_kb"] = proc_rss_kb(watch_pids[rss_of])
+            rss["before_kb"] = rss_kb(watch_pids[rss_of])
 
         half = args.modules // 2
         creates = ([module_create(proc, i, runtimes[i % len(runtimes)]) for i in range(half)]
@@ -614,10 +595,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rest_results[f"at_{stop}"] = rest_timings(
                     rest, [c[4] for c in creates[:stop]], args.runtimes, args.rest_budget)
                 if rss_of:
-                    rest_results[f"at_{stop}"]["rss_kb"] = proc_rss_kb(watch_pids[rss_of])
+                    rest_results[f"at_{stop}"]["rss_kb"] = rss_kb(watch_pids[rss_of])
         cpu["create"] = spans.figures(args.modules)
         if rss_of:
-            rss["after_kb"] = proc_rss_kb(watch_pids[rss_of])
+            rss["after_kb"] = rss_kb(watch_pids[rss_of])
             rss["modules"] = args.modules
             rss["per_module_bytes"] = (round((rss["after_kb"] - rss["before_kb"]) * 1024
                                              / args.modules) if args.modules else None)

@@ -47,6 +47,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.broker import Mosquitto, free_port  # noqa: E402
+from tests.support.twistd import TWISTD, twistd_env  # noqa: E402
 
 PYTHON = sys.executable
 REALM = "realm"
@@ -171,9 +172,7 @@ class Orchestrator(System):
             "mqtt": "127.0.0.1", "mqtt_port": self.broker.port, "http": "127.0.0.1",
             "http_port": self.http_port, "state_dir": "state", "log_dir": None,
             "mqtt_username": None, "max_nmodules": 0, "journal_fsync": True}))
-        return ([PYTHON, "-c", "from twisted.scripts.twistd import run; run()",
-                 "-n", "--pidfile=", "silverline", "--config", "config.json"],
-                dict(os.environ, PYTHONPATH=str(ROOT)))
+        return [*TWISTD, "--config", "config.json"], twistd_env()
 
 
 # -- one load run ------------------------------------------------------------------------------

@@ -21,28 +21,22 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import ROOT, report
+from common import report
+from stats import rss_kb
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.broker import Mosquitto, free_port
+from tests.support.twistd import start_twistd
 
 R = "realm/proc"
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Fleet:
@@ -135,11 +129,7 @@ def main(args: argparse.Namespace) -> int:
         "http_port": free_port(), "state_dir": "state", "log_dir": None,
         "mqtt_username": None, "debug": False, "events_retained": 2000,
         "events_retained_sec": 60, "snapshot_every_changes": 20000}))
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "from twisted.scripts.twistd import run; run()",
-                             "-n", "--pidfile=", "silverline"], cwd=tmp,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=open(tmp / "twistd.out", "wb"), stderr=subprocess.STDOUT)
+    proc = start_twistd(tmp, log=tmp / "twistd.out")
     samples: list[int] = []
     try:
         time.sleep(2)

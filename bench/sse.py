@@ -21,14 +21,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from common import ROOT, percentile, report
+from common import percentile, report
+from stats import cpu_seconds
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,6 +37,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from tests.support.broker import Mosquitto, free_port
+from tests.support.twistd import start_twistd
 
 R = "realm/proc"
 RT = "11111111-1111-4111-8111-111111111111"
@@ -108,16 +109,7 @@ def start_orchestrator(workdir: Path, broker_port: int, http_port: int) -> subpr
         "mqtt": "127.0.0.1", "mqtt_port": broker_port, "http": "127.0.0.1",
         "http_port": http_port, "state_dir": "state", "log_dir": None,
         "mqtt_username": None, "max_nmodules": 0, "debug": False}))
-    return subprocess.Popen([sys.executable, "-c",
-                             "from twisted.scripts.twistd import run; run()",
-                             "-n", "--pidfile=", "silverline"], cwd=workdir,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return start_twistd(workdir)
 
 
 @defer.inlineCallbacks

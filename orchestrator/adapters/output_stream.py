@@ -10,7 +10,6 @@ resumed; one that missed lines that are no longer kept first gets
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime

@@ -11,8 +11,6 @@ Memory is therefore bounded by the log, whatever the watchers do.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -20,7 +18,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..core.events import EventLog, Gap, StoredEvent
+from ..core.events import EventLog, Gap
 
 __all__ = ["EventStreams", "EVENT_TYPES", "parse_types"]
 

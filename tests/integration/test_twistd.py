@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,14 @@ from twisted.logger import formatEvent
 from tests.support.app import http_get
 from tests.support.broker import Mosquitto, free_port
 from tests.support.twisted import eventually, within
+from tests.support.twistd import run_twistd, start_twistd
 
-ROOT = Path(__file__).resolve().parents[2]
 RT = "43a664a6-5c99-4b08-9d00-eeabc0d1f7f7"
 R = "realm/proc"
 
 
 def twistd(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    log = open(workdir / "twistd.out", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-         "-n", "--pidfile=", "silverline", *args],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return start_twistd(workdir, *args, log=workdir / "twistd.out")
 
 
 async def stop(proc: subprocess.Popen[bytes]) -> bool:
@@ -96,14 +90,6 @@ async def test_twistd_serves_and_survives_a_restart(broker: Mosquitto, peers: An
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def run_twistd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-         "-n", "--pidfile=", "silverline", *args],
-        cwd=workdir, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True, text=True, timeout=60)
 
 
 def one_clear_line(proc: subprocess.CompletedProcess[str], why: str) -> None:

@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -25,8 +24,8 @@ from twisted.internet.threads import deferToThread
 from tests.support.app import http_get
 from tests.support.broker import free_port
 from tests.support.peer import Msg, Peer
+from tests.support.twistd import start_twistd
 
-ROOT = Path(__file__).resolve().parents[2]
 R = "realm/proc"
 
 
@@ -87,12 +86,7 @@ class CrashRig:
 
     async def start(self) -> None:
         self.status.clear()
-        log = open(self.dir / "twistd.out", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "silverline"],
-            cwd=self.dir, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            stdout=log, stderr=subprocess.STDOUT)
+        self.proc = start_twistd(self.dir, log=self.dir / "twistd.out")
         await self._status(b"online", 30)
 
     async def kill_while_busy(self, busy_for: float) -> None:

@@ -26,6 +26,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from tests.support.broker import Mosquitto, free_port  # noqa: E402
+from tests.support.twistd import start_twistd  # noqa: E402
 
 R = "realm/proc"
 
@@ -60,11 +61,7 @@ def main(workdir: Path) -> int:
     (workdir / "config.json").write_text(json.dumps({
         "mqtt": "127.0.0.1", "mqtt_port": broker.port, "http": "127.0.0.1",
         "http_port": http, "state_dir": "state", "log_dir": None, "mqtt_username": None}))
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "from twisted.scripts.twistd import run; run()",
-                             "-n", "--pidfile=", "silverline"], cwd=workdir,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=open(workdir / "twistd.out", "wb"), stderr=subprocess.STDOUT)
+    proc = start_twistd(workdir, log=workdir / "twistd.out")
     base = f"http://127.0.0.1:{http}"
     try:
         deadline = time.monotonic() + 30

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ from twisted.internet.threads import deferToThread
 from tests.support.app import http_get
 from tests.support.broker import free_port
 from tests.support.twisted import eventually
+from tests.support.twistd import start_twistd
 
-ROOT = Path(__file__).resolve().parents[3]
 
 
 class Twistd:
@@ -33,12 +31,8 @@ class Twistd:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> "Twistd":
-        with open(self.dir / "twistd.out", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                 "-n", "--pidfile=", "silverline", "--config", str(self.config)],
-                cwd=self.dir, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                stdout=log, stderr=subprocess.STDOUT)
+        self.proc = start_twistd(self.dir, "--config", str(self.config),
+                                 log=self.dir / "twistd.out")
 
         async def ready() -> Any:
             try:
