@@ -8,7 +8,21 @@ writes into DIR:
   the format of mosquitto 2's ``mosquitto_passwd``);
 - ``credentials.json``: every login's plaintext password, to hand out (0600);
 - ``orchestrator.pwd``: the orchestrator's password alone, the file the
-  config key ``pwd`` names (0600).
+  config key ``pwd`` names (0600);
+- with ``--arena`` (or any ``--arena-runtime``): ``arena-topics.json``, each
+  ARENA-speaking login's rules as the ``publ``/``subs`` topic lists of an
+  ARENA MQTT token.
+
+ARENA (applauncher-runtime, arena-web-core) speaks ``R/g/...`` and ``R/s/...``
+(docs/protocol.md 14). ``--arena`` gives the orchestrator those topics too; an
+``--arena-runtime UUID[:NAMESPACE]`` login may publish on its own runtime topic
+only, but must read every module request (applauncher subscribes to
+``R/s/+/+/p/+/+`` and picks what names it) and write any module's topic (its
+confirmations): between ARENA runtimes the broker isolates registration,
+keepalives and error reports, not module news. ARENA's own broker authorizes
+each connection by the ``publ`` and ``subs`` claims of its JWT (issued by its
+account service); ``arena-topics.json`` is what those claims must hold for the
+orchestrator and each runtime.
 
 Why a broker ACL: the orchestrator already refuses a message on
 ``R/proc/reg/{X}`` or ``R/proc/keepalive/{X}`` about a runtime other than X,
@@ -44,25 +58,29 @@ from ..config import ConfigError, load_config
 from ..core.fields import MAX_IDENT
 from ..core.output import ModuleOutput
 from ..core.registry import id_key
+from ..core.arena_topics import ArenaTopics
 from ..core.topics import SPECIAL, WILDCARDS, Topics
 
 __all__ = ["AclError", "Identity", "ORCHESTRATOR", "RUNTIME", "MANAGER", "CLIENT", "MONITOR",
            "check_name", "check_realm", "check_identities", "topic_rules", "build_acl",
            "hash_password", "verify_password", "password_line", "new_password",
-           "read_inventory", "write_outputs", "main",
-           "ACL_FILE", "PASSWD_FILE", "CREDENTIALS_FILE", "ORCHESTRATOR_PWD_FILE"]
+           "read_inventory", "write_outputs", "main", "ARENA_RUNTIME", "arena_rules", "token_topics",
+           "ACL_FILE", "PASSWD_FILE", "CREDENTIALS_FILE", "ORCHESTRATOR_PWD_FILE",
+           "ARENA_TOPICS_FILE"]
 
 ORCHESTRATOR = "orchestrator"
 RUNTIME = "runtime"
 MANAGER = "manager"
 CLIENT = "client"
 MONITOR = "monitor"
-ROLES = (ORCHESTRATOR, RUNTIME, MANAGER, CLIENT, MONITOR)
+ARENA_RUNTIME = "arena-runtime"
+ROLES = (ORCHESTRATOR, RUNTIME, MANAGER, CLIENT, MONITOR, ARENA_RUNTIME)
 
 ACL_FILE = "silverline.acl"
 PASSWD_FILE = "silverline.passwd"
 CREDENTIALS_FILE = "credentials.json"
 ORCHESTRATOR_PWD_FILE = "orchestrator.pwd"
+ARENA_TOPICS_FILE = "arena-topics.json"
 
 #: mosquitto_passwd's default. The passwords made here are 192 random bits,
 #: so the iteration count adds nothing against guessing; more would only slow
@@ -88,6 +106,8 @@ class Identity:
     role: str
     username: str
     uuids: tuple[str, ...] = ()
+    #: an ARENA runtime's namespace (its topic ``R/g/<namespace>/p/<uuid>``)
+    namespace: str = "public"
 
 
 # -- validation --------------------------------------------------------------------------
@@ -146,14 +166,17 @@ def check_identities(identities: Sequence[Identity]) -> None:
     for ident in identities:
         if ident.role not in ROLES:
             raise AclError(f"unknown role {ident.role!r}")
-        check_name(ident.username, f"{ident.role} uuid" if ident.role in (RUNTIME, MANAGER)
+        check_name(ident.username, f"{ident.role} uuid"
+                   if ident.role in (RUNTIME, MANAGER, ARENA_RUNTIME)
                    else f"{ident.role} user name")
+        if ident.role == ARENA_RUNTIME:
+            check_name(ident.namespace, f"namespace of {ident.username!r}")
         if ident.username in users:
             raise AclError(f"user name {ident.username!r} is listed twice "
                            f"(as {users[ident.username]} and {ident.role})")
         users[ident.username] = ident.role
         orchestrators += ident.role == ORCHESTRATOR
-        if ident.role in (RUNTIME, MANAGER):
+        if ident.role in (RUNTIME, MANAGER, ARENA_RUNTIME):
             if not ident.uuids:
                 raise AclError(f"{ident.role} {ident.username!r}: no runtime uuid")
             for uuid in ident.uuids:
@@ -170,7 +193,23 @@ def check_identities(identities: Sequence[Identity]) -> None:
 
 
 # -- the ACL -----------------------------------------------------------------------------
-def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
+def arena_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
+    """The ARENA topics of the orchestrator, or of one applauncher-runtime login."""
+    a = ArenaTopics(realm)
+    runtimes, requests, modules = a.subscriptions()
+    output = [f"{modules}/-/stdout", f"{modules}/-/stderr"]
+    if ident.role == ORCHESTRATOR:
+        # registrations in, replies out; client requests in, creates out; module news in
+        return [("readwrite", runtimes), ("readwrite", requests), ("read", modules),
+                *(("read", t) for t in output)]
+    if ident.role == ARENA_RUNTIME:
+        return [("readwrite", a.runtime(ident.namespace, ident.username)),
+                ("read", requests), ("write", modules),
+                *(("write", t) for t in output), ("read", f"{modules}/-/stdin")]
+    return []
+
+
+def topic_rules(realm: str, ident: Identity, arena: bool = False) -> list[tuple[str, str]]:
     """(access, topic) pairs of one login: what its role needs and nothing more.
 
     orchestrator: everything under ``R/proc/``.
@@ -183,10 +222,13 @@ def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
     client: ``R/proc/control`` readwrite (requests out, replies in), and reads
       ``R/proc/notif``, ``R/proc/log/orchestrator``, ``R/proc/orchestrator/status``.
     monitor: reads everything under ``R/proc/`` (operators' mosquitto_sub).
+    arena-runtime, and the orchestrator when ``arena``: see :func:`arena_rules`.
     """
     t = Topics(realm)                   # the orchestrator's own layout: they cannot drift
     if ident.role == ORCHESTRATOR:
-        return [("readwrite", t.everything)]
+        return [("readwrite", t.everything), *(arena_rules(realm, ident) if arena else ())]
+    if ident.role == ARENA_RUNTIME:
+        return arena_rules(realm, ident)
     if ident.role in (RUNTIME, MANAGER):
         rules: list[tuple[str, str]] = []
         for uuid in ident.uuids:
@@ -208,13 +250,29 @@ def topic_rules(realm: str, ident: Identity) -> list[tuple[str, str]]:
 
 
 def _describe(ident: Identity) -> str:
+    if ident.role == ARENA_RUNTIME:
+        return f"ARENA runtime {ident.username} in namespace {ident.namespace}"
     if ident.role == MANAGER:
         hosted = [u for u in ident.uuids if u != ident.username]
         return f"manager {ident.username}, hosting " + (", ".join(hosted) or "no other runtime")
     return f"{ident.role} {ident.username}"
 
 
-def build_acl(realm: str, identities: Sequence[Identity], extra: str = "") -> str:
+def token_topics(realm: str, identities: Sequence[Identity]) -> dict[str, object]:
+    """Each ARENA-speaking login's rules as an ARENA token's ``publ``/``subs`` claims."""
+    logins = []
+    for ident in identities:
+        if ident.role not in (ORCHESTRATOR, ARENA_RUNTIME):
+            continue
+        rules = topic_rules(realm, ident, arena=True)
+        logins.append({"role": ident.role, "username": ident.username,
+                       "publ": [t for access, t in rules if access in ("write", "readwrite")],
+                       "subs": [t for access, t in rules if access in ("read", "readwrite")]})
+    return {"realm": realm, "logins": logins}
+
+
+def build_acl(realm: str, identities: Sequence[Identity], extra: str = "",
+              arena: bool = False) -> str:
     """The mosquitto ``acl_file`` text: one ``user`` block per login, no ``pattern`` lines.
 
     Nothing comes before the first ``user`` line, so an anonymous login (should
@@ -231,7 +289,8 @@ def build_acl(realm: str, identities: Sequence[Identity], extra: str = "") -> st
     for ident in identities:
         lines.append(f"# {_describe(ident)}")
         lines.append(f"user {ident.username}")
-        lines += [f"topic {access} {topic}" for access, topic in topic_rules(realm, ident)]
+        lines += [f"topic {access} {topic}"
+                  for access, topic in topic_rules(realm, ident, arena)]
         lines.append("")
     if extra.strip():
         lines += ["# -- site rules (--append) --", extra.rstrip("\n"), ""]
@@ -288,6 +347,11 @@ def password_line(username: str, password: str, salt: bytes | None = None) -> st
 
 
 # -- inventory ---------------------------------------------------------------------------
+def _arena_runtime_spec(spec: str) -> Identity:
+    uuid, _, namespace = spec.partition(":")
+    return Identity(ARENA_RUNTIME, uuid, (uuid,), namespace or "public")
+
+
 def _manager_spec(spec: str) -> Identity:
     head, sep, tail = spec.partition(":")
     hosted = [u for u in tail.split(",") if u] if sep else []
@@ -312,9 +376,13 @@ def read_inventory(lines: Iterable[str], source: str = "inventory") -> list[Iden
             found.append(Identity(MANAGER, args[0], tuple(args)))
         elif role in (CLIENT, MONITOR) and len(args) == 1:
             found.append(Identity(role, args[0]))
+        elif role == ARENA_RUNTIME and len(args) in (1, 2):
+            found.append(Identity(ARENA_RUNTIME, args[0], (args[0],),
+                                  args[1] if len(args) == 2 else "public"))
         else:
             raise AclError(f"{where}: expected `runtime UUID`, `manager UUID RUNTIME_UUID...`, "
-                           f"`client NAME` or `monitor NAME`, got {raw.strip()!r}")
+                           f"`client NAME`, `monitor NAME` or `arena-runtime UUID "
+                           f"[NAMESPACE]`, got {raw.strip()!r}")
     return found
 
 
@@ -355,9 +423,9 @@ def load_passwords(out: Path) -> dict[str, str]:
 
 
 def write_outputs(out: Path, realm: str, identities: Sequence[Identity],
-                  passwords: Mapping[str, str], extra: str = "") -> None:
-    """Write the four files. ``passwords`` must hold one for every login."""
-    acl = build_acl(realm, identities, extra)
+                  passwords: Mapping[str, str], extra: str = "", arena: bool = False) -> None:
+    """Write the four files (five with ``arena``). ``passwords`` must hold one for every login."""
+    acl = build_acl(realm, identities, extra, arena)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     passwd = "".join(password_line(i.username, passwords[i.username]) + "\n"
                      for i in identities)
@@ -373,6 +441,9 @@ def write_outputs(out: Path, realm: str, identities: Sequence[Identity],
     _write_atomically(out / ORCHESTRATOR_PWD_FILE, passwords[orchestrator.username] + "\n", 0o600)
     _write_atomically(out / PASSWD_FILE, passwd, 0o600)
     _write_atomically(out / ACL_FILE, acl, 0o644)
+    if arena:
+        _write_atomically(out / ARENA_TOPICS_FILE,
+                          json.dumps(token_topics(realm, identities), indent=2) + "\n", 0o644)
 
 
 # -- command line ------------------------------------------------------------------------
@@ -402,6 +473,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="a client (starts and stops modules) (repeatable)")
     p.add_argument("--monitor", action="append", default=[], metavar="NAME",
                    help="a read-only login that sees all of <realm>/proc/# (repeatable)")
+    p.add_argument("--arena", action="store_true",
+                   help="give the orchestrator ARENA's R/g/... and R/s/... topics too, and "
+                        "write arena-topics.json (implied by --arena-runtime)")
+    p.add_argument("--arena-runtime", action="append", default=[], metavar="UUID[:NAMESPACE]",
+                   help="an ARENA applauncher-runtime, its login its uuid; namespace "
+                        "default public (repeatable)")
     p.add_argument("--inventory", type=Path, metavar="FILE",
                    help="more logins, one per line (see below)")
     p.add_argument("--append", type=Path, metavar="FILE",
@@ -436,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         identities += [_manager_spec(s) for s in args.manager]
         identities += [Identity(CLIENT, n) for n in args.client]
         identities += [Identity(MONITOR, n) for n in args.monitor]
+        identities += [_arena_runtime_spec(s) for s in args.arena_runtime]
         if args.inventory is not None:
             try:
                 text = args.inventory.read_text(encoding="utf-8")
@@ -463,7 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 passwords[ident.username] = new_password()
         dropped = sorted(set(old) - names)
-        write_outputs(args.out, realm, identities, passwords, extra)
+        arena = args.arena or any(i.role == ARENA_RUNTIME for i in identities)
+        write_outputs(args.out, realm, identities, passwords, extra, arena)
     except AclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -475,7 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f"; dropped: {', '.join(dropped)}" if dropped else "") + ")")
     for name, what in ((ACL_FILE, "mosquitto acl_file"), (PASSWD_FILE, "mosquitto password_file"),
                        (CREDENTIALS_FILE, "plaintext passwords to hand out, 0600"),
-                       (ORCHESTRATOR_PWD_FILE, "the orchestrator's \"pwd\" file, 0600")):
+                       (ORCHESTRATOR_PWD_FILE, "the orchestrator's \"pwd\" file, 0600"),
+                       *(((ARENA_TOPICS_FILE, "ARENA token publ/subs claims per login"),)
+                         if arena else ())):
         print(f"  {args.out / name}: {what}")
     print("Install the first two on the broker and reload it (SIGHUP / systemctl reload mosquitto).")
     return 0
