@@ -56,7 +56,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ..config import ConfigError, load_config
 from ..core.fields import MAX_IDENT
-from ..core.output import ModuleOutput
+from ..core.output import OUTPUT_SOURCES
 from ..core.registry import id_key
 from ..core.arena_topics import ArenaTopics
 from ..core.topics import SPECIAL, WILDCARDS, Topics
@@ -237,7 +237,8 @@ def topic_rules(realm: str, ident: Identity, arena: bool = False) -> list[tuple[
                       ("readwrite", t.control_for(uuid))]
         # its modules' output (docs/protocol.md 13): a topic names a module, not a
         # runtime, so any module's; write only (nobody's output is read back)
-        rules += [("write", topic) for topic in ModuleOutput(realm).subscriptions()]
+        rules += [("write", f"{realm}/{source.subscription}") for source in OUTPUT_SOURCES
+                  if source.dialect != "arena"]       # ARENA runtimes: see arena_rules
         return rules
     if ident.role == CLIENT:
         return [("readwrite", t.control),
