@@ -16,6 +16,7 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, ILogObserver,
                             formatEventAsClassicLogText, formatTime, globalLogPublisher,
                             jsonFileLogObserver)
 from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 __all__ = ["LogFileService", "NotifyReady", "levelled", "text_observer"]
 
@@ -54,6 +55,29 @@ def text_observer(out: IO[Any]) -> ILogObserver:
     return FileLogObserver(out, ClassicLines())
 
 
+@implementer(ILogObserver)
+class _OnceEach:
+    """Passes each event on once. The file is opened before twistd begins logging,
+    and twistd then replays what it buffered meanwhile to every observer, ours
+    included: those events are the same objects, so they are recognised and
+    dropped. Once the service starts (after that replay) nothing is remembered."""
+
+    def __init__(self, observer: ILogObserver) -> None:
+        self._observer = observer
+        self._early: list[LogEvent] | None = []
+
+    def settled(self) -> None:
+        self._early = None
+
+    def __call__(self, event: LogEvent) -> None:
+        early = self._early
+        if early is not None:
+            if any(seen is event for seen in early):
+                return
+            early.append(event)
+        self._observer(event)
+
+
 def levelled(observer: ILogObserver, level: LogLevel) -> ILogObserver:
     """``observer``, seeing only events at ``level`` and above."""
     return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=level)])
@@ -80,12 +104,14 @@ class LogFileService(Service):
         out = cast(IO[Any], self._file)      # a LogFile is file-like
         writer = (jsonFileLogObserver(out, recordSeparator="") if self.log_format == "json"
                   else text_observer(out))
-        self._observer = levelled(writer, self.level)
+        self._observer = _OnceEach(levelled(writer, self.level))
         globalLogPublisher.addObserver(self._observer)
 
     def startService(self) -> None:
         super().startService()
         self.open()
+        if isinstance(self._observer, _OnceEach):
+            self._observer.settled()
 
     def stopService(self) -> None:
         super().stopService()

@@ -68,7 +68,8 @@ async def test_twistd_serves_and_survives_a_restart(broker: Mosquitto, peers: An
     log = (tmp_path / "logs" / "orchestrator.log").read_text()
     assert log.count("MQTT connected") == 1
     # start-up warnings, decisions and (debug is on by default) each message in and out
-    assert "ignoring unknown keys some_cluster_key" in log
+    assert log.count("ignoring unknown keys some_cluster_key") == 1    # logged once, not
+    assert log.count("] silverline-orchestrator ") == 1  # again when twistd replays it
     assert f"runtime sub ({RT}) registered" in log
     assert f"module module (m1) placed on sub ({RT}): least_loaded policy" in log
     assert f"#debug] in  {R}/reg " in log and f"#debug] out {R}/control/{RT} " in log
