@@ -9,7 +9,6 @@ for a process that lives for one request.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import ssl
 import uuid as uuidlib
@@ -33,8 +32,9 @@ class Bus:
         self.settings = settings
         config = settings.config
         self.base = f"{settings.realm}/proc"
+        # a short client id: some MQTT 3.1.1 brokers accept no more than 23 characters
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"silverline-cli-{os.getpid()}-{new_id()[:8]}",
+            CallbackAPIVersion.VERSION2, client_id=f"sl-cli-{new_id()[:12]}",
             protocol=paho.MQTTv311 if config.mqtt_protocol == "3.1.1" else paho.MQTTv5)
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
