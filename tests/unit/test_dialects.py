@@ -258,3 +258,33 @@ def test_the_2021_exit_report_names_its_runtime_as_an_object(h: Harness) -> None
     assert not on(out, f"control/{RT1}")            # not forwarded as a delete
     assert [n["action"] for n in on(out, "notif")] == ["exited"]
     assert h.registry.modules[M1].status == ModuleStatus.DEAD
+
+
+# -- a 2023 module survives a restart in its own shape ----------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_a_2023_module_is_journaled_and_snapshotted_as_sent(h: Harness,
+                                                                   tmp_path: Any) -> None:
+    from twisted.internet import reactor
+
+    from orchestrator.adapters.store import Store
+    from orchestrator.core.registry import Registry
+
+    def load() -> tuple[Store, Registry]:
+        store, registry = Store(reactor, str(tmp_path)), Registry()
+        store.load(registry)
+        return store, registry
+
+    h.register()
+    h.send("control", create_2023(channels=[{"path": "p", "mode": "r", "topic": "t"}], x=1))
+    module = h.registry.modules[M1]
+    store, registry = load()
+    registry.put_module(module)
+    await store.commit(registry.take_changes(), registry.next_serial, {})
+    store.close()
+    store, journaled = load()                      # from the journal
+    assert journaled.modules[M1] == module and journaled.modules[M1].wire() == module.wire()
+    await store.snapshot(journaled, lambda: {})
+    store.close()
+    _, snapshotted = load()                        # from the snapshot
+    assert snapshotted.modules[M1].wire() == module.wire()
+    assert snapshotted.modules[M1].wire()["args"] == ARGS_2023
