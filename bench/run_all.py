@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = [["perf.py"], ["durability.py"], ["placement.py"], ["sse.py"],
-           ["crash.py", "--kills", "100"], ["soak.py", "--minutes", "10"], ["logcost.py"]]
+           ["crash.py", "--kills", "100"], ["soak.py", "--minutes", "10"], ["ha.py"], ["logcost.py"]]
 
 if __name__ == "__main__":
     failed = 0

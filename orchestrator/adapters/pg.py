@@ -21,17 +21,28 @@ T = TypeVar("T")
 
 try:
     import psycopg
+    import psycopg.conninfo
     PgError: type[Exception] = psycopg.Error
 except ImportError:                      # the [postgres] extra is not installed
     psycopg = None  # type: ignore[assignment]
     PgError = OSError
 
 
+#: unless the connection string says otherwise: give up on a server that does not
+#: answer within seconds, instead of the operating system's minutes, so a lease
+#: loop never hangs on a dead link
+_LINK_DEFAULTS = {"connect_timeout": "3", "keepalives_idle": "5", "keepalives_interval": "2",
+                  "keepalives_count": "2", "tcp_user_timeout": "5000"}
+
+
 def connect(conninfo: str, settings: dict[str, str]) -> Any:
     if psycopg is None:
         raise RuntimeError('"postgres" is set but psycopg is not installed: '
                            "pip install 'silverline-orchestrator[postgres]'")
-    conn = psycopg.connect(conninfo, autocommit=True)
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    for name, value in _LINK_DEFAULTS.items():
+        params.setdefault(name, value)
+    conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **params), autocommit=True)
     for name, value in settings.items():
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
     return conn

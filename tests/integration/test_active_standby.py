@@ -20,6 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from orchestrator.config import Config
+from tests.integration.test_dashboard import page  # noqa: F401  (the browser fixture)
 from tests.support.app import http_get
 from tests.support.broker import Mosquitto
 from tests.support.ha import Group, Traffic
@@ -221,3 +222,19 @@ async def test_a_postgres_restart_holds_announcements_until_durable(
     await eventually(lambda: _ready(leader.url), 10, "the leader to be ready again")
     listener.close()
     traffic.close()
+
+
+@pytest_twisted.ensureDeferred
+@within(120)
+async def test_the_dashboard_says_leader_or_standby(reactor: Any, group: Group, page: Any) -> None:
+    leader = group.add()
+    await group.leader(30)
+    standby = group.add()
+    await group.leader(30)
+    epoch = (await leader.health() or {})["epoch"]
+    for member, role in ((leader, "Leader"), (standby, "Standby")):
+        await page.open(member.url + "/")
+        text = await page.until("const r = document.getElementById('role');"
+                                "return !r.hidden && r.textContent", f"the {role} badge")
+        assert text.startswith(role) and f"epoch {epoch}" in text, text
+    assert not await page.console_errors()

@@ -424,6 +424,26 @@
     }
   }
 
+  // active/standby (postgres): which role this orchestrator has, from /healthz
+  const ROLE_MS = 5000;
+  async function refreshRole() {
+    let body;
+    try {
+      const res = await fetch('/healthz', { cache: 'no-store' });
+      body = res.ok ? await res.json() : {};
+    } catch (err) { return; }
+    const badge = $('role');
+    if (!body.role) { badge.hidden = true; return; }
+    badge.hidden = false;
+    badge.dataset.role = body.role;
+    const epoch = body.epoch != null ? ' · epoch ' + body.epoch : '';
+    badge.textContent = body.role === 'standby'
+      ? 'Standby (read-only copy)' + epoch + (body.leader ? ' · leader ' + body.leader : '')
+      : body.role.charAt(0).toUpperCase() + body.role.slice(1) + epoch;
+  }
+  refreshRole();
+  setInterval(refreshRole, ROLE_MS);
+
   // every second: a stalled stream is reopened, last-seen times re-read every few
   // seconds, and the full state (now and then) as a safety net
   setInterval(() => {
