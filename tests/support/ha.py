@@ -153,6 +153,7 @@ class Traffic:
         self.acked_runtimes: set[str] = set()
         self.acked_modules: set[str] = set()
         self.sent_modules: dict[str, str] = {}        # object_id -> module uuid
+        self.sent_at: dict[str, float] = {}           # object_id -> when it was published
         self.replied_at: dict[str, float] = {}
         self._n = 0
         self._loop: Any = None
@@ -192,6 +193,7 @@ class Traffic:
         object_id = f"ha-create-{self._n}"
         uuid = f"0000bbbb-0000-4000-8000-{self._n:012d}"
         self.sent_modules[object_id] = uuid
+        self.sent_at[object_id] = time.monotonic()
         self.driver.publish(f"{R}/control", {
             "object_id": object_id, "action": "create", "type": "arts_req",
             "data": {"type": "module", "uuid": uuid, "name": f"m{self._n}",
@@ -209,7 +211,9 @@ class Traffic:
             self._loop.stop()
 
     def first_reply_after(self, t: float) -> float | None:
-        after = [at for at in self.replied_at.values() if at > t]
+        """When the first request sent after ``t`` was answered (a process that was
+        stopped or killed at ``t`` cannot have answered it)."""
+        after = [at for oid, at in self.replied_at.items() if self.sent_at.get(oid, 0.0) > t]
         return min(after) if after else None
 
     async def audit(self, member: Member) -> dict[str, int]:
