@@ -214,3 +214,19 @@ async def test_unreachable_broker_rest_and_orchestrator(app: App, tmp_path: Path
     assert code == 4 and b"no reply from the orchestrator" in err_
     code, _, err = await cli(conf, "--bogus")
     assert code == 2
+
+
+@pytest_twisted.ensureDeferred
+@within(60)
+async def test_drain_is_journaled_and_survives_a_restart(app: App, peers: Any,
+                                                         tmp_path: Path) -> None:
+    conf = config_file(app, tmp_path)
+    runtime = await peers("rt", f"{R}/reg")
+    await register(runtime, RT_A, "edge-a")
+    code, _, err = await cli(conf, "drain", "edge-a")
+    assert code == 0, err
+    await app.stop()
+    await app.start()                              # same state directory: journal replayed
+    assert app.registry.runtimes[RT_A].drained
+    code, out, _ = await cli(conf, "runtimes")
+    assert "alive,drained" in out
