@@ -30,7 +30,7 @@ from typing import Any
 
 from .envelope import ProtocolError, invalid, missing
 from .fields import Fields, check_ident
-from .model import Module, Runtime, wire_value
+from .model import ARENA, Module, Runtime, wire_value
 
 __all__ = [
     "REQ", "RESP", "orchestrator_id", "kind_of", "is_bare_error", "runtime_spec",
@@ -129,7 +129,8 @@ def parent_ref(data: dict[str, Any]) -> str | None:
     return parent
 
 
-def module_spec(data: dict[str, Any]) -> dict[str, Any]:
+def module_spec(data: dict[str, Any], namespace: str, scene: str | None,
+                client: str) -> dict[str, Any]:
     """An arena-web-core create's module fields, in the registry's terms."""
     f = Fields(data)
     f.kind("module")
@@ -143,8 +144,11 @@ def module_spec(data: dict[str, Any]) -> dict[str, Any]:
         "args": f.listish("args", ()),
         "env": f.listish("env", ()),
         "channels": f.listish("channels", ()),
-        "location": sys.intern(location) if isinstance(location, str) else None,
-        "instantiate": f.choice("instantiate", "", ("single", "client")) or None,
+        "arena": {k: v for k, v in {
+            "dialect": ARENA, "namespace": namespace, "scene": scene, "clients": [client],
+            "location": sys.intern(location) if isinstance(location, str) else None,
+            "instantiate": f.choice("instantiate", "", ("single", "client")) or None,
+        }.items() if v is not None},
     }
 
 

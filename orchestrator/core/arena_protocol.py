@@ -158,13 +158,13 @@ class ArenaDialect:
         self.stats[uuid] = arena.child_stats(child)
         module = self.registry.module_by_uuid(uuid)
         if module is None:
-            module = Module(uuid=uuid, serial=self.registry.new_serial(), dialect=ARENA,
+            module = Module(uuid=uuid, serial=self.registry.new_serial(),
                             name=_text(child.get("name"), "module"),
                             filename=_text(child.get("file"), ""),
                             filetype=_text(child.get("filetype"), "PY"),
                             parent=runtime.uuid, pinned=True, status=ModuleStatus.ALIVE,
-                            namespace=runtime.namespace, created_at=now, changed_at=now,
-                            acked_at=now, apis=())
+                            arena={"dialect": ARENA, "namespace": runtime.namespace},
+                            created_at=now, changed_at=now, acked_at=now, apis=())
             out.event("module.created", self.registry.put_module(born(module)))
         elif module.parent == runtime.uuid and module.alive and module.acked_at is None:
             self._confirmed(module, out, now)
@@ -202,7 +202,7 @@ class ArenaDialect:
             return
         reason = arena.error_text(msg)        # the decision log says it (module.failed)
         failed = self.registry.put_module(transition(module, ModuleStatus.FAILED, now,
-                                                      reason=reason))
+                                                      arena=module.with_arena(reason=reason)))
         out.event("module.failed", failed)
         out.notify("failed", {"type": "module", "uuid": failed.uuid, "name": failed.name,
                               "parent": runtime.uuid, "reason": reason})
@@ -234,7 +234,8 @@ class ArenaDialect:
         if existing is not None and existing.status in ModuleStatus.IN_USE:
             # "single": every client asks for the same program object; it runs once
             if client not in existing.clients:
-                self.registry.put_module(evolve(existing, clients=(*existing.clients, client)))
+                self.registry.put_module(evolve(existing, arena=existing.with_arena(
+                    clients=[*existing.clients, client])))
             return
         ref = arena.parent_ref(data)
         named = None
@@ -245,10 +246,9 @@ class ArenaDialect:
                 self.log.debug("request for {uuid} names {ref}, not a runtime we know: "
                                "left alone", uuid=uuid, ref=ref)
                 return
-        spec = arena.module_spec(data)
+        spec = arena.module_spec(data, route.namespace, route.scene, client)
         module = Module(uuid=existing.uuid if existing else uuid,
-                        serial=self.registry.new_serial(), dialect=ARENA,
-                        namespace=route.namespace, scene=route.scene, clients=(client,),
+                        serial=self.registry.new_serial(),
                         created_at=now, changed_at=now, status=ModuleStatus.QUEUED, **spec)
         if named is not None and not named.orchestration:
             if named.dialect == ARENA:
@@ -334,10 +334,11 @@ class ArenaDialect:
     # -- what the proc core calls for ARENA runtimes -----------------------------------
     def where(self, module: Module, runtime: Runtime) -> dict[str, Any]:
         """Namespace and scene for a module that has none (e.g. created over proc)."""
-        if module.namespace is not None and module.scene is not None:
+        if module.namespace is not None and module.scene is not None and module.reason is None:
             return {}
-        return {"namespace": module.namespace or runtime.namespace or "public",
-                "scene": module.scene or "default"}
+        return {"arena": module.with_arena(
+            namespace=module.namespace or runtime.namespace or "public",
+            scene=module.scene or "default", reason=None)}
 
     def send_create(self, module: Module, runtime: Runtime, out: Outbox) -> str:
         object_id = self.core.new_id()

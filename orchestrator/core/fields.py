@@ -190,6 +190,10 @@ def module_fields(f: Fields) -> dict[str, Any]:
         "metadata": f.json_value("metadata", None),
         "fault_crash": f.choice("fault_crash", "ignore", ("ignore", "restart")),
         # for a module on an ARENA runtime: its scene and where its files are
-        "scene": f.ident("scene"),
-        "location": f.text("location", "") or None,
+        "arena": _arena_place(f.ident("scene"), f.text("location", "") or None),
     }
+
+
+def _arena_place(scene: str | None, location: str | None) -> dict[str, str] | None:
+    place = {k: v for k, v in (("scene", scene), ("location", location)) if v is not None}
+    return place or None

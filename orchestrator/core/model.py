@@ -102,7 +102,7 @@ def iso(t: float | None) -> str | None:
 
 
 #: list-valued keys, held as tuples so records stay immutable
-LIST_KEYS = ("apis", "args", "env", "channels", "peripherals", "tags", "clients")
+LIST_KEYS = ("apis", "args", "env", "channels", "peripherals", "tags")
 _shared_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
@@ -261,21 +261,51 @@ class Module:
     #: a 2023-dialect create's fields as the client sent them (None: 2022 dialect);
     #: forwarded unchanged, so its runtime reads ``file`` and ``args`` as it expects
     sent: Any = None
-    #: ARENA for a request heard on ARENA's topics (then REST's dialect says "arena")
-    dialect: str = PROC
-    #: ARENA: where the module lives (``R/s/<namespace>/<scene>/...``) and its files
-    namespace: str | None = None
-    scene: str | None = None
-    location: str | None = None
-    #: ARENA clients (their idTags) that asked for it; ``instantiate`` when one said
-    clients: Any = ()
-    instantiate: str | None = None
-    #: why it failed (the runtime's own words)
-    reason: str | None = None
+    #: ARENA facts, None for the rest (one slot, so other modules pay 8 bytes):
+    #: ``dialect`` ("arena" when heard on ARENA's topics), ``namespace`` and
+    #: ``scene`` (``R/s/<namespace>/<scene>/...``), ``location`` of its files,
+    #: ``clients`` (idTags that asked for it), ``instantiate``, ``reason`` (why it failed)
+    arena: Any = None
 
     @property
     def alive(self) -> bool:
         return self.status == ModuleStatus.ALIVE
+
+    def _arena(self, key: str, default: Any = None) -> Any:
+        return default if self.arena is None else self.arena.get(key, default)
+
+    @property
+    def dialect(self) -> str:
+        return self._arena("dialect", PROC)
+
+    @property
+    def namespace(self) -> str | None:
+        return self._arena("namespace")
+
+    @property
+    def scene(self) -> str | None:
+        return self._arena("scene")
+
+    @property
+    def location(self) -> str | None:
+        return self._arena("location")
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        return tuple(self._arena("clients", ()))
+
+    @property
+    def instantiate(self) -> str | None:
+        return self._arena("instantiate")
+
+    @property
+    def reason(self) -> str | None:
+        return self._arena("reason")
+
+    def with_arena(self, **changes: Any) -> dict[str, Any]:
+        """The ``arena`` value with ``changes`` (None values dropped): for evolve/transition."""
+        merged = {**(self.arena or {}), **changes}
+        return {k: v for k, v in merged.items() if v is not None}
 
     def needs(self) -> frozenset[str]:
         """The apis a runtime must offer; an ARENA module also needs a launcher for its filetype."""
@@ -332,7 +362,7 @@ class Module:
                         else "2022" if self.sent is None else "2023"),
             **({} if self.sent is None else self._sent_detail()),
             "namespace": self.namespace, "scene": self.scene,
-            "location": self.location, "clients": _plain(self.clients),
+            "location": self.location, "clients": list(self.clients),
             "instantiate": self.instantiate, "reason": self.reason,
         }
 

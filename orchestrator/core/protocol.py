@@ -487,8 +487,7 @@ class Orchestrator:
         """Make the module alive on ``runtime`` and forward its create there."""
         where = self.arena.where(module, runtime) if runtime.dialect == ARENA else {}
         started = self.registry.put_module(transition(
-            module, ModuleStatus.ALIVE, now, parent=runtime.uuid, acked_at=None, reason=None,
-            **where))
+            module, ModuleStatus.ALIVE, now, parent=runtime.uuid, acked_at=None, **where))
         wire = started.wire()
         if runtime.dialect == ARENA:
             object_id = self.arena.send_create(started, runtime, out)

@@ -269,7 +269,7 @@ def test_a_failed_launch_is_a_warning() -> None:
     lines = Lines()
     log = DecisionLog("least_loaded", {RT1: runtime}.get, log=Logger(observer=lines.append))
     log.event(Event("module.failed", Module(uuid=M1, serial=2, name="prog", parent=RT1,
-                                            status="failed", reason="error in launcher")))
+                                            status="failed", arena={"reason": "error in launcher"})))
     [failed] = lines.decisions("module.failed")
     assert formatEvent(failed) == (
         f"module prog ({M1}) failed on arena-rt1 ({RT1}): error in launcher")
