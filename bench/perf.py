@@ -258,9 +258,43 @@ def rest_at(run: dict[str, Any] | None, modules: int) -> tuple[dict[str, Any] | 
     return rest[f"at_{best}"], best
 
 
-def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
-            orch: dict[str, Any] | None, big: dict[str, Any] | None,
-            scaling: list[dict[str, Any]], keep: dict[str, Any] | None) -> dict[str, Any]:
+Run = dict[str, Any] | None
+ge: Callable[[float, float], bool] = lambda v, lim: v >= lim   # noqa: E731
+le: Callable[[float, float], bool] = lambda v, lim: v <= lim   # noqa: E731
+lt: Callable[[float, float], bool] = lambda v, lim: v < lim    # noqa: E731
+
+
+def compare(args: argparse.Namespace, floor: Run, orch: Run, big: Run,
+            scaling: list[dict[str, Any]], keep: Run) -> dict[str, Any]:
+    """The figures of both sides, their ratios, and every target met or not."""
+    side = sides(floor, orch)
+    f, o = side["floor"], side["orchestrator"]
+    ratios = side_ratios(f, o)
+    where = f"R={args.runtimes} M={args.modules} W={args.window}"
+    targets: dict[str, Any] = {
+        "create_throughput_vs_floor": target(ratios["create_throughput"], 0.7, ge, "x floor",
+                                             where),
+        "create_p99_vs_floor": target(ratios["create_p99"], 2.0, le, "x floor", where),
+        "register_throughput_vs_floor": target(ratios["register_throughput"], 0.7, ge,
+                                               "x floor", where),
+    }
+    targets.update(rest_targets(orch, big))
+    targets.update(load_targets(orch, big, keep))
+    targets.update(linear_cost_target(scaling))
+    # other work on the machine during either run skews the ratios: say so, with the figure
+    others = {name: dig(side[name], "cpu_per_wall_create", "others") for name in side}
+    noisy = {k: v for k, v in others.items() if isinstance(v, (int, float)) and v > NOISY}
+    for key in ("create_throughput_vs_floor", "create_p99_vs_floor",
+                "register_throughput_vs_floor"):
+        targets[key]["trust"] = "low: the machine was busy with other work" if noisy else "ok"
+    return {"bench": "perf-compare", "R": args.runtimes, "M": args.modules, "W": args.window,
+            "durability": "journal fsync before publish", "code": code_version(),
+            "other_cpu_while_creating": others, "noisy": bool(noisy),
+            "floor": f, "orchestrator": o, "ratios": ratios, "targets": targets}
+
+
+def sides(floor: Run, orch: Run) -> dict[str, Any]:
+    """The figures compared, for each side."""
     side: dict[str, Any] = {}
     for name, run in (("floor", floor), ("orchestrator", orch)):
         side[name] = {
@@ -277,8 +311,12 @@ def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
         }
     side["orchestrator"]["reply_p50_ms"] = dig(orch, "create", "reply_p50_ms")
     side["orchestrator"]["reply_p99_ms"] = dig(orch, "create", "reply_p99_ms")
-    f, o = side["floor"], side["orchestrator"]
-    ratios = {
+    return side
+
+
+def side_ratios(f: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
+    """Orchestrator / floor, figure by figure."""
+    return {
         "create_throughput": ratio(o["create_per_s"], f["create_per_s"]),
         "create_parent_throughput": ratio(o["create_parent_per_s"], f["create_parent_per_s"]),
         "create_scheduled_throughput": ratio(o["create_scheduled_per_s"],
@@ -289,17 +327,11 @@ def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
         # not a target: CPU time per create, which other load on the machine disturbs less
         "cpu_per_create": ratio(o["cpu_us_per_create"], f["cpu_us_per_create"]),
     }
-    ge: Callable[[float, float], bool] = lambda v, lim: v >= lim
-    le: Callable[[float, float], bool] = lambda v, lim: v <= lim
-    lt: Callable[[float, float], bool] = lambda v, lim: v < lim
-    where = f"R={args.runtimes} M={args.modules} W={args.window}"
-    targets: dict[str, Any] = {
-        "create_throughput_vs_floor": target(ratios["create_throughput"], 0.7, ge, "x floor",
-                                             where),
-        "create_p99_vs_floor": target(ratios["create_p99"], 2.0, le, "x floor", where),
-        "register_throughput_vs_floor": target(ratios["register_throughput"], 0.7, ge,
-                                               "x floor", where),
-    }
+
+
+def rest_targets(orch: Run, big: Run) -> dict[str, Any]:
+    """REST latencies at 10,000 modules, and paging at 100,000 (the big run if there is one)."""
+    targets: dict[str, Any] = {}
     rest10, at10 = rest_at(orch, 10000)
     if big is not None:
         rest100, at100 = rest_at(big, 100000)
@@ -314,6 +346,12 @@ def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
                                               else " (paging not supported by the server)"))
     targets["rest_detail_p99"] = target(dig(rest10, "detail", "p99_ms"), 5.0, le, "ms",
                                         f"{at10} modules")
+    return targets
+
+
+def load_targets(orch: Run, big: Run, keep: Run) -> dict[str, Any]:
+    """Memory per module, and the CPU that keepalives cost."""
+    targets: dict[str, Any] = {}
     mem_run = big if dig(big, "rss") else orch
     targets["rss_per_module"] = target(dig(mem_run, "rss", "per_module_bytes"), 1536, le,
                                        "bytes/module", f"{dig(mem_run, 'rss', 'modules')} modules")
@@ -322,6 +360,12 @@ def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
                                       f"{dig(keep, 'orchestrator', 'runtimes')} runtimes x 1/s "
                                       f"for {dig(keep, 'orchestrator', 'seconds')} s"
                                       if keep else "skipped")
+    return targets
+
+
+def linear_cost_target(scaling: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cost per create must not grow with M (needs two scaling points or more)."""
+    targets: dict[str, Any] = {}
     points = [p for p in scaling if p.get("orchestrator_per_s")]
     if len(points) >= 2:
         # cost per create must not grow with M: the largest M keeps at least 70% of the
@@ -334,16 +378,7 @@ def compare(args: argparse.Namespace, floor: dict[str, Any] | None,
             ratio(last["orchestrator_per_s"], best["orchestrator_per_s"]), 0.7, ge,
             f"throughput at M={last['M']} / best at smaller M (M={best['M']})",
             f"floor's own: {ratio(last.get('floor_per_s'), floor_best)}")
-    # other work on the machine during either run skews the ratios: say so, with the figure
-    others = {name: dig(side[name], "cpu_per_wall_create", "others") for name in side}
-    noisy = {k: v for k, v in others.items() if isinstance(v, (int, float)) and v > NOISY}
-    for key in ("create_throughput_vs_floor", "create_p99_vs_floor",
-                "register_throughput_vs_floor"):
-        targets[key]["trust"] = "low: the machine was busy with other work" if noisy else "ok"
-    return {"bench": "perf-compare", "R": args.runtimes, "M": args.modules, "W": args.window,
-            "durability": "journal fsync before publish", "code": code_version(),
-            "other_cpu_while_creating": others, "noisy": bool(noisy),
-            "floor": f, "orchestrator": o, "ratios": ratios, "targets": targets}
+    return targets
 
 
 def code_version() -> str:
@@ -446,7 +481,7 @@ def best_of(runs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]
     return good[(len(good) - 1) // 2]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-R", "--runtimes", type=int, default=500)
@@ -469,8 +504,60 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave mosquitto's set_tcp_nodelay at its default (false)")
     p.add_argument("--workdir", help="where temporary state goes (default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    args = p.parse_args(argv)
+    return p
 
+
+def repeat_figures(pairs: list[tuple[Run, Run]]) -> list[dict[str, Any]]:
+    """With --repeat: each pair's throughputs and ratios."""
+    return [{"floor_per_s": dig(f_, "create", "per_s"),
+             "orchestrator_per_s": dig(o_, "create", "per_s"),
+             "ratio": ratio(dig(o_, "create", "per_s"), dig(f_, "create", "per_s")),
+             "p99_ratio": ratio(dig(o_, "create", "p99_ms"), dig(f_, "create", "p99_ms"))}
+            for f_, o_ in pairs]
+
+
+def scaling_runs(bench: Bench, args: argparse.Namespace, rest: list[str],
+                 main_pair: tuple[Run, Run]) -> tuple[list[dict[str, Any]], Run]:
+    """The pairs at the other M; the scaling line, and the orchestrator's 100k run if any."""
+    points: dict[int, tuple[Run, Run]] = {args.modules: main_pair}
+    big = None
+    for m in args.scaling:
+        if m == args.modules or (args.skip_100k and m >= 100000):
+            continue
+        f_run, o_run = pair(bench, m, f"scale{m}",
+                            rest + ["--rest-at", "10000"] if 10000 < m else rest)
+        points[m] = (f_run, o_run)
+        if m >= 100000:
+            big = o_run
+    scaling = []
+    for m in sorted(points):
+        f_run, o_run = points[m]
+        fp, op = dig(f_run, "create", "per_s"), dig(o_run, "create", "per_s")
+        scaling.append({"M": m, "floor_per_s": fp, "orchestrator_per_s": op,
+                        "ratio": ratio(op, fp),
+                        "orchestrator_p99_ms": dig(o_run, "create", "p99_ms")})
+    return scaling, big
+
+
+def keepalive_run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """Both sides under K runtimes' keepalives at one per second."""
+    ka = ["--keepalive-runtimes", str(args.keepalive_runtimes),
+          "--keepalive-seconds", str(args.keepalive_seconds)]
+    kf, ko = pair(bench, args.keepalive_modules, "keepalive", ["--rest-budget", "0.5"],
+                  runtimes=args.keepalive_runtimes, extra=ka)
+    return {"floor": {**(dig(kf, "keepalive") or {}),
+                      "cpu_per_wall_all": dig(kf, "keepalive", "cpu_per_wall"),
+                      "cpu_per_wall": dig(kf, "keepalive", "cpu_per_wall", "floor")},
+            "orchestrator": {**(dig(ko, "keepalive") or {}),
+                             "cpu_per_wall_all": dig(ko, "keepalive", "cpu_per_wall"),
+                             "cpu_per_wall": dig(ko, "keepalive", "cpu_per_wall",
+                                                 "orchestrator"),
+                             "cpu_per_wall_idle": dig(ko, "keepalive", "cpu_per_wall_idle",
+                                                      "orchestrator")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     bench = Bench(args)
     started = time.monotonic()
     rest = ["--rest-budget", str(args.rest_budget)]
@@ -480,47 +567,13 @@ def main(argv: list[str] | None = None) -> int:
                       rest_main, extra=None)
                  for k in range(max(1, args.repeat))]
         floor, orch = best_of(pairs)
-        repeats = [{"floor_per_s": dig(f_, "create", "per_s"),
-                    "orchestrator_per_s": dig(o_, "create", "per_s"),
-                    "ratio": ratio(dig(o_, "create", "per_s"), dig(f_, "create", "per_s")),
-                    "p99_ratio": ratio(dig(o_, "create", "p99_ms"), dig(f_, "create", "p99_ms"))}
-                   for f_, o_ in pairs]
-        points: dict[int, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {
-            args.modules: (floor, orch)}
-        big = None
-        for m in args.scaling:
-            if m == args.modules or (args.skip_100k and m >= 100000):
-                continue
-            f_run, o_run = pair(bench, m, f"scale{m}",
-                                rest + ["--rest-at", "10000"] if 10000 < m else rest)
-            points[m] = (f_run, o_run)
-            if m >= 100000:
-                big = o_run
-        scaling = []
-        for m in sorted(points):
-            f_run, o_run = points[m]
-            fp, op = dig(f_run, "create", "per_s"), dig(o_run, "create", "per_s")
-            scaling.append({"M": m, "floor_per_s": fp, "orchestrator_per_s": op,
-                            "ratio": ratio(op, fp),
-                            "orchestrator_p99_ms": dig(o_run, "create", "p99_ms")})
+        repeats = repeat_figures(pairs)
+        scaling, big = scaling_runs(bench, args, rest, (floor, orch))
         emit({"bench": "perf-scaling", "R": args.runtimes, "W": args.window, "points": scaling})
 
         keep = None
         if not args.skip_keepalive:
-            ka = ["--keepalive-runtimes", str(args.keepalive_runtimes),
-                  "--keepalive-seconds", str(args.keepalive_seconds)]
-            kf, ko = pair(bench, args.keepalive_modules, "keepalive", ["--rest-budget", "0.5"],
-                          runtimes=args.keepalive_runtimes, extra=ka)
-            keep = {"floor": {**(dig(kf, "keepalive") or {}),
-                              "cpu_per_wall_all": dig(kf, "keepalive", "cpu_per_wall"),
-                              "cpu_per_wall": dig(kf, "keepalive", "cpu_per_wall", "floor")},
-                    "orchestrator": {**(dig(ko, "keepalive") or {}),
-                                     "cpu_per_wall_all": dig(ko, "keepalive", "cpu_per_wall"),
-                                     "cpu_per_wall": dig(ko, "keepalive", "cpu_per_wall",
-                                                         "orchestrator"),
-                                     "cpu_per_wall_idle": dig(ko, "keepalive",
-                                                              "cpu_per_wall_idle",
-                                                              "orchestrator")}}
+            keep = keepalive_run(bench, args)
             emit({"bench": "perf-keepalive", "runtimes": args.keepalive_runtimes,
                   "seconds": args.keepalive_seconds, "floor": keep["floor"],
                   "orchestrator": keep["orchestrator"]})

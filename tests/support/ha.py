@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from twisted.internet.threads import deferToThread
 
 from tests.support.app import http_get
 from tests.support.broker import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.twistd import start_twistd
 
 
 class Member:
@@ -35,12 +33,7 @@ class Member:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        out = open(self.dir / "twistd.out", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "silverline"],
-            cwd=self.dir, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            stdout=out, stderr=subprocess.STDOUT)
+        self.proc = start_twistd(self.dir, log=self.dir / "twistd.out")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
