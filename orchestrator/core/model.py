@@ -234,6 +234,24 @@ class Runtime:
         return _from_record(cls, RUNTIME_FIELDS, record)
 
 
+class _ArenaFact:
+    """A key of a module's ``arena`` dict, read as an attribute (its default when absent)."""
+
+    def __init__(self, default: Any = None) -> None:
+        self.default = default
+        self.key = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, module: Any, owner: type | None = None) -> Any:
+        if module is None:
+            return self
+        facts = module.arena
+        value = self.default if facts is None else facts.get(self.key, self.default)
+        return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True, slots=True)
 class Module:
     """A module; ``serial`` is its arrival order (queue order, paging cursor)."""
@@ -271,36 +289,13 @@ class Module:
     def alive(self) -> bool:
         return self.status == ModuleStatus.ALIVE
 
-    def _arena(self, key: str, default: Any = None) -> Any:
-        return default if self.arena is None else self.arena.get(key, default)
-
-    @property
-    def dialect(self) -> str:
-        return self._arena("dialect", PROC)
-
-    @property
-    def namespace(self) -> str | None:
-        return self._arena("namespace")
-
-    @property
-    def scene(self) -> str | None:
-        return self._arena("scene")
-
-    @property
-    def location(self) -> str | None:
-        return self._arena("location")
-
-    @property
-    def clients(self) -> tuple[str, ...]:
-        return tuple(self._arena("clients", ()))
-
-    @property
-    def instantiate(self) -> str | None:
-        return self._arena("instantiate")
-
-    @property
-    def reason(self) -> str | None:
-        return self._arena("reason")
+    dialect = _ArenaFact(PROC)
+    namespace = _ArenaFact()
+    scene = _ArenaFact()
+    location = _ArenaFact()
+    clients = _ArenaFact(())
+    instantiate = _ArenaFact()
+    reason = _ArenaFact()
 
     def with_arena(self, **changes: Any) -> dict[str, Any]:
         """The ``arena`` value with ``changes`` (None values dropped): for evolve/transition."""
