@@ -102,6 +102,15 @@ async def test_three_orchestrators_one_leader_and_warm_standbys(reactor: Any, gr
     code, metrics = await _text(standbys[0].url + "/metrics")
     assert 'silverline_role{role="standby"} 1.0' in metrics
     assert "silverline_standby_lag_batches 0.0" in metrics
+
+    # a clean stop hands over at once: last batches and a snapshot, then the lease is released
+    await leader.stop()
+    # twistd ends a SIGTERM by re-raising it: -15 is its clean exit
+    assert leader.proc is not None and leader.proc.returncode in (0, -15), leader.output()[-2000:]
+    successor = await group.leader(10, among=standbys)
+    assert "leadership of epoch" in leader.output() and "released" in leader.output()
+    assert (await successor.health() or {})["epoch"] == health["epoch"] + 1
+    await eventually(lambda: _found(successor.url + f"/api/modules/{uuid}"), 5, "the module")
     traffic.close()
 
 
