@@ -176,9 +176,11 @@ class OrchestratorService(Service):
         gc.disable()
         try:
             report = self.store.load(self.core.registry)
-        except OSError as e:
-            raise StartupError(f"state directory {self.store.path!r}: "
-                               f"{e.strerror or e}") from None
+        except (OSError, RuntimeError) as e:
+            # unreachable or unwritable, or (RuntimeError) refused on purpose: a
+            # snapshot from a newer version, the PostgreSQL driver missing
+            why = getattr(e, "strerror", None) or str(e)
+            raise StartupError(f"state {self.store.path}: {why}") from None
         finally:
             gc.enable()
             gc.freeze()

@@ -141,11 +141,24 @@ def test_an_unusable_state_directory_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     _config(tmp_path, state_dir="a-file/state", mqtt_username="arts", pwd="no-such-file")
     proc = run_twistd(tmp_path)
-    one_clear_line(proc, "cannot start: state directory 'a-file/state': Not a directory")
+    one_clear_line(proc, "cannot start: state a-file/state: Not a directory")
     log = (tmp_path / "logs" / "orchestrator.log").read_text()
     # start-up warnings reach orchestrator.log too, not only stdout
     assert "MQTT password file 'no-such-file' not found" in log
-    assert "cannot start: state directory" in log
+    assert "cannot start: state a-file/state" in log
+
+
+def test_state_from_a_newer_version_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / f"snapshot-{1:012d}.json").write_text(json.dumps(
+        {"schema": 999, "seq": 1, "runtimes": [], "modules": []}))
+    _config(tmp_path)
+    one_clear_line(run_twistd(tmp_path), "newer than")
+
+
+def test_an_unreachable_postgres_is_one_line(tmp_path: Path) -> None:
+    _config(tmp_path, postgres=f"host=127.0.0.1 port={free_port()} dbname=x connect_timeout=5")
+    one_clear_line(run_twistd(tmp_path), "cannot start: state PostgreSQL (realm 'realm'): ")
 
 
 def test_an_unusable_log_directory_is_one_line(tmp_path: Path) -> None:
