@@ -223,3 +223,33 @@ async def test_mixed_fleet_of_proc_and_arena_runtimes(fleet: Any, peers: Any) ->
     assert sorted(r["dialect"] for r in body["runtimes"]) == ["arena", "proc"]
     _, mod = await fleet.app.get(f"/api/modules/{py}/")
     assert (mod["dialect"], mod["namespace"], mod["scene"]) == ("arena", "public", "lab")
+
+
+@pytest_twisted.ensureDeferred
+@within(40)
+async def test_arena_records_survive_a_restart(reactor: Any, broker: Mosquitto,
+                                               tmp_path: Path) -> None:
+    config = make_config(broker.port, tmp_path / "state", ka_interval_sec=1,
+                         keepalive_misses=2)
+    app = await App(reactor, config).start()
+    rt = SimulatedAppLauncher(reactor, broker.port, namespace="lab-ns")
+    browser = SimulatedArenaClient(reactor, broker.port)
+    try:
+        await rt.start()
+        await eventually(lambda: (r := app.registry.runtimes.get(rt.uuid)) is not None
+                         and r.ready, 5, "ready")
+        await browser.connect()
+        uuid = browser.start_program()["data"]["uuid"]
+        await eventually(lambda: uuid in rt.modules, 5, "placement")
+        await app.stop()
+        app = await App(reactor, config).start()
+        runtime, placed = app.registry.runtimes[rt.uuid], app.registry.modules[uuid]
+        assert (runtime.dialect, runtime.namespace) == ("arena", "lab-ns")
+        assert (placed.dialect, placed.scene, placed.clients, placed.parent) == (
+            "arena", "lab", (browser.id_tag,), rt.uuid)
+        _, body = await app.get(f"/api/modules/{uuid}/")
+        assert body["dialect"] == "arena" and body["clients"] == [browser.id_tag]
+    finally:
+        rt.close()
+        browser.close()
+        await app.stop()
