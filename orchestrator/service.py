@@ -132,7 +132,7 @@ class OrchestratorService(Service):
                  publisher: Publisher = NO_PUBLISHER, events: EventSink | None = None,
                  metrics: Counts = NO_COUNTS, decisions: DecisionLog | None = None,
                  stop: Callable[[], None] | None = None, standby: bool = False,
-                 may_announce: Callable[[], bool] | None = None) -> None:
+                 may_announce: Callable[[], bool] = lambda: True) -> None:
         """``stop`` is called when the journal cannot be made durable (default: stop
         the reactor). ``decisions`` is the operator's log (default: one without
         debug lines)."""
@@ -211,8 +211,7 @@ class OrchestratorService(Service):
         seen = getattr(self.store, "events", 0)     # a standby followed the journal's events
         if seen > self.event_seq:
             self.event_seq = seen
-            if self.events is not None:
-                self.events.latest = seen
+            self.events.latest = seen
         self.leading = True
         self._accepting = True
         self._sweep.start(SWEEP_INTERVAL, now=False)
@@ -304,7 +303,7 @@ class OrchestratorService(Service):
         if self._lost:
             self._outgoing.clear()      # nothing goes out after a lost batch, ever
             return
-        if self.may_announce is not None and not self.may_announce():
+        if not self.may_announce():
             return                          # resumed by the next lease renewal
         while self._outgoing:
             effects, durable, first_event = self._outgoing[0]
