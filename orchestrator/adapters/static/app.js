@@ -110,7 +110,7 @@
   }
 
   function putModule(m, live) {
-    if (m.status === 'dead') { dropModule(m.uuid); return; }
+    if (m.status === 'dead' || m.status === 'failed') { dropModule(m.uuid); return; }
     const old = modules.get(m.uuid);
     if (old && same(old, m, MOD_SHOWN)) { modules.set(m.uuid, m); return; }
     if (old) indexDelete(old);
@@ -980,6 +980,8 @@
       case 'module.revived': return ['good', [mod, ' running again on ', rt(m.parent)]];
       case 'module.deleted': return ['info', [mod, ' deleted' + (ev.reason ? ': ' + String(ev.reason) : '')]];
       case 'module.dropped': return ['info', [mod, ' forgotten']];
+      case 'module.failed':
+        return ['bad', [mod, ' failed on ', rt(m.parent), m.reason ? ': ' + String(m.reason) : '']];
       default: return ['info', [ev.module ? mod : rtSelf, ' ' + String(ev.type || 'changed')]];
     }
   }
