@@ -225,7 +225,8 @@ class Orchestrator:
             return self._manager(route, topic, env, out, now, alive=True)
         uuid = self._topic_identity(route, f.ident("uuid")) or self.new_id()
         spec = runtime_fields(f, self.config.max_nmodules)
-        self.admit_runtime(uuid, spec, set(f.given), now, out,
+        given = {"manager" if key == "parent" else key for key in f.given}   # field names
+        self.admit_runtime(uuid, spec, given, now, out,
                            reply=lambda r: out.reply(topic, env.object_id, r.wire()))
 
     def admit_runtime(self, uuid: str, spec: dict[str, Any], given: set[str], now: float,

@@ -398,3 +398,12 @@ def test_list_lengths_are_bounded(h: Harness) -> None:
     out = h.create(uuid=M1, metadata={"k": list(range(5000))})
     assert errors(out)[0]["data"]["data"]["field"] == "data/metadata"
     assert M1 not in h.registry.modules
+
+
+def test_reregistration_under_another_manager_records_it() -> None:
+    h = Harness()
+    h.register(RT1, parent="manager-a")
+    h.register(RT1, parent="manager-b")
+    assert h.registry.runtimes[RT1].manager == "manager-b"
+    h.register(RT1)                                      # not given: kept
+    assert h.registry.runtimes[RT1].manager == "manager-b"
