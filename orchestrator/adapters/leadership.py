@@ -108,9 +108,16 @@ class Leadership(Service):
         return self.role == "leader" and self._clock() < self.valid_until
 
     def health(self) -> dict[str, Any]:
-        """What /healthz adds: our role and the epoch (ours, or the leader's we follow)."""
-        return {"role": "leader" if self.role in ("leader", "stopping") else self.role,
-                "epoch": self.epoch, "leader": self.leader_holder or None}
+        """What /healthz adds: our role, the epoch (ours, or the leader's we follow)
+        and, on a standby, how far it trails."""
+        health: dict[str, Any] = {
+            "role": "leader" if self.role in ("leader", "stopping") else self.role,
+            "epoch": self.epoch, "leader": self.leader_holder or None}
+        if self.role == "standby":
+            lag = self.lag_seconds()
+            health["lag_batches"] = self.lag_batches
+            health["lag_seconds"] = None if lag == float("inf") else round(lag, 3)
+        return health
 
     def lag_seconds(self) -> float:
         if self.role != "standby":

@@ -129,7 +129,11 @@ SCHEMAS: dict[str, Any] = {
         "role": {"enum": ["leader", "standby", "deposed"],
                  "description": "with postgres (active/standby): this orchestrator's role"},
         "epoch": {"type": "integer", "description": "the fencing epoch: ours, or the leader's"},
-        "leader": {"type": ["string", "null"], "description": "who leads, host:pid:http_port"}}),
+        "leader": {"type": ["string", "null"], "description": "who leads, host:pid:http_port"},
+        "lag_batches": {"type": "integer",
+                        "description": "standby: journal batches committed and not applied yet"},
+        "lag_seconds": {"type": ["number", "null"],
+                        "description": "standby: seconds since it last held every batch"}}),
     "Ready": _obj({"ready": {"type": "boolean"}},
                   {"reasons": {"type": "array", "items": {"type": "string"}}}),
     "Event": _obj({"id": {"type": "integer"}, "type": {"type": "string"}, "time": TIME}, {

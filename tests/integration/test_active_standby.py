@@ -88,7 +88,9 @@ async def test_three_orchestrators_one_leader_and_warm_standbys(reactor: Any, gr
     for m in standbys:
         code, body = await http_get(m.url + "/readyz")
         assert code == 503 and any("standby" in r for r in body["reasons"]), body
-        assert (await m.health() or {}).get("epoch") == health["epoch"]
+        standby_health = await m.health() or {}
+        assert standby_health.get("epoch") == health["epoch"]
+        assert standby_health.get("lag_batches") == 0, standby_health
     assert (await http_get(leader.url + "/readyz"))[0] == 200
 
     traffic = Traffic(reactor, group.config["mqtt_port"])
@@ -246,4 +248,6 @@ async def test_the_dashboard_says_leader_or_standby(reactor: Any, group: Group, 
         text = await page.until("const r = document.getElementById('role');"
                                 "return !r.hidden && r.textContent", f"the {role} badge")
         assert text.startswith(role) and f"epoch {epoch}" in text, text
+        if role == "Standby":
+            assert " 0 behind" in text, text
     assert not await page.console_errors()

@@ -438,7 +438,8 @@
     badge.dataset.role = body.role;
     const epoch = body.epoch != null ? ' · epoch ' + body.epoch : '';
     badge.textContent = body.role === 'standby'
-      ? 'Standby (read-only copy)' + epoch + (body.leader ? ' · leader ' + body.leader : '')
+      ? 'Standby (read-only copy)' + epoch + ' · ' + (body.lag_batches || 0) + ' behind' +
+        (body.leader ? ' · leader ' + body.leader : '')
       : body.role.charAt(0).toUpperCase() + body.role.slice(1) + epoch;
   }
   refreshRole();
