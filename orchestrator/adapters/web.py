@@ -215,7 +215,7 @@ class RestApi:
             body["next"] = next_cursor
         return json_body(request, body)
 
-    # -- [compat] lists and details (8.1-8.5), with filters and paging (8.6) ----------
+    # -- [compat] lists and details (docs/protocol.md 16), with filters and paging -------
     @app.route("/api/runtimes/", methods=["GET", "HEAD"], strict_slashes=False)
     def list_runtimes(self, request: IRequest) -> bytes:
         return self._list(request, "runtime")

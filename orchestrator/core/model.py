@@ -196,7 +196,7 @@ class Runtime:
 
     def summary(self, children: Iterable["Module"],
                 queued: Iterable["Module"] = ()) -> dict[str, Any]:
-        """An item of ``GET /api/runtimes/`` (8.1) [compat]; ``queued`` is what 2023 clients read."""
+        """An item of ``GET /api/runtimes/`` (docs/protocol.md 16) [compat]; ``queued`` is what 2023 clients read."""
         return {
             "uuid": self.uuid, "name": self.name, "runtime_type": self.runtime_type,
             "aot_target": self.aot_target,
@@ -206,7 +206,7 @@ class Runtime:
 
     def detail(self, *, nmodules: int, last_seen: float | None,
                children: Iterable["Module"] | None) -> dict[str, Any]:
-        """``GET /api/runtimes/{q}/`` (8.2): the [compat] keys, then ours
+        """``GET /api/runtimes/{q}/`` (docs/protocol.md 16): the [compat] keys, then ours
         (``children=None``: without the key, as in lists and events)."""
         detail: dict[str, Any] = {
             "uuid": self.uuid, "name": self.name, "apis": self.apis,
@@ -336,12 +336,12 @@ class Module:
         return {"uuid": self.uuid, "name": self.name, "filename": self.filename}
 
     def summary(self) -> dict[str, Any]:
-        """An item of ``GET /api/modules/`` (8.3) [compat]."""
+        """An item of ``GET /api/modules/`` (docs/protocol.md 16) [compat]."""
         return {"uuid": self.uuid, "name": self.name, "parent": self.parent,
                 "filename": self.filename}
 
     def detail(self) -> dict[str, Any]:
-        """``GET /api/modules/{q}/`` (8.4): the [compat] keys, then ours."""
+        """``GET /api/modules/{q}/`` (docs/protocol.md 16): the [compat] keys, then ours."""
         return {
             "uuid": self.uuid, "name": self.name, "parent": self.parent,
             "filename": self.filename, "filetype": self.filetype,

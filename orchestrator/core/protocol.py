@@ -290,7 +290,7 @@ class Orchestrator:
                                          "alive": alive, "status": "alive" if alive else "dead"})
 
     def _runtime_died(self, runtime: Runtime, reason: str, out: Outbox, now: float) -> Runtime:
-        """Death by delete, last will or silence: fault policy for each module (7.3)."""
+        """Death by delete, last will or silence: fault policy for each module (docs/protocol.md 10.2)."""
         started = self.perf()
         dead = self.registry.put_runtime(transition(
             runtime, RuntimeStatus.DEAD, now, dead_reason=reason))
