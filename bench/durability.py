@@ -141,11 +141,13 @@ class CountingPublisher:
         self.done: defer.Deferred | None = None
         self.expect = 0
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
         if topic == "realm/proc/control":
             self.count += 1
             if self.count == self.expect and self.done is not None:
                 self.done.callback(None)
+        return True
 
 
 @defer.inlineCallbacks

@@ -1,6 +1,6 @@
 """The floor: the least an orchestrator could possibly do, to measure ours against.
 
-    .venv/bin/python bench/floor.py --port 1883 [--host 127.0.0.1] [--realm realm]
+    .venv/bin/python bench/floor.py --port 1883 [--host 127.0.0.1] [--realm realm] [--wire]
 
 A stateless paho script on its own network loop. It answers every
 registration on the topic it came on (echoing the request's ``object_id`` in
@@ -12,6 +12,14 @@ the registered runtimes in turn (round robin over the uuids it has seen
 register, a trivial stand-in for a scheduler; with none registered it is
 dropped). Keepalives are received (subscribed like the orchestrator does)
 and ignored.
+
+With ``--wire`` it does the same wire work as the orchestrator, and still
+nothing else: a persistent session (``clean_start`` off, a session expiry,
+Receive Maximum 1000), every create also answered to the requester on
+``R/proc/control`` (same ``object_id``, ``arts_resp``), and every incoming
+message acknowledged by hand (paho's manual ack) once what it caused is
+published. It is the floor of an orchestrator that keeps the delivery
+guarantees; the plain floor is the floor of any orchestrator at all.
 
 Since nothing real can be cheaper per message than this, on the same
 machine, broker and load generator, the orchestrator's figures are read as
@@ -38,14 +46,17 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 
 class Floor:
     """The message handler; all its state is the list of runtime uuids seen."""
 
-    def __init__(self, client: paho.Client, realm: str) -> None:
+    def __init__(self, client: paho.Client, realm: str, wire: bool = False) -> None:
         self.client = client
+        self.wire = wire
         self.proc = f"{realm}/proc"
         self.status = f"{self.proc}/orchestrator/status"
         self.runtimes: list[str] = []
@@ -70,6 +81,11 @@ class Floor:
 
     def on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self.handled += 1
+        self.handle(client, msg)
+        if self.wire:
+            client.ack(msg.mid, msg.qos)        # after what it caused is published
+
+    def handle(self, client: paho.Client, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
         if topic.startswith(f"{self.proc}/keepalive"):
             return
@@ -103,6 +119,11 @@ class Floor:
                    "data": {**data, "parent": parent, "alive": True, "status": "alive"}}
             client.publish(f"{self.proc}/control/{parent}",
                            json.dumps(fwd, separators=(",", ":")), qos=1)
+            if self.wire:
+                reply = {"object_id": req.get("object_id"), "type": "arts_resp",
+                         "data": {"result": "ok", "details": fwd["data"]}}
+                client.publish(f"{self.proc}/control", json.dumps(reply, separators=(",", ":")),
+                               qos=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
     parser.add_argument("--realm", default="realm")
+    parser.add_argument("--wire", action="store_true",
+                        help="the orchestrator's wire work: persistent session, replies, manual acks")
     args = parser.parse_args(argv)
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"floor-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv5)
-    floor = Floor(client, args.realm)
+                         protocol=paho.MQTTv5, manual_ack=args.wire)
+    floor = Floor(client, args.realm, args.wire)
     client.on_connect = floor.on_connect
     client.on_subscribe = floor.on_subscribe
     client.on_message = floor.on_message
@@ -128,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    client.connect(args.host, args.port, keepalive=30)
+    connect: dict[str, Any] = {}
+    if args.wire:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86400
+        props.ReceiveMaximum = 1000
+        connect = {"clean_start": False, "properties": props}
+    client.connect(args.host, args.port, keepalive=30, **connect)
     client.loop_forever()
     print(json.dumps({"floor": "stopped", "handled": floor.handled,
                       "runtimes": len(floor.runtimes)}), file=sys.stderr, flush=True)

@@ -553,7 +553,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rss_of = args.rss_of or (next(iter(watch_pids)) if watch_pids else None)
     began = time.perf_counter()
     driver = Driver(args.host, args.port, args.realm, args.window, args.timeout,
-                    expect_reply=args.target == "orchestrator")
+                    expect_reply=args.target != "floor")
     proc = driver.proc
     result: dict[str, Any] = {"bench": "perf-run", "system": args.target, "label": args.label,
                               "R": args.runtimes, "M": args.modules, "W": args.window}
@@ -696,7 +696,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True, help="broker port")
     p.add_argument("--realm", default="realm")
-    p.add_argument("--target", choices=("floor", "orchestrator"), default="orchestrator",
+    p.add_argument("--target", choices=("floor", "floor-wire", "orchestrator"),
+                   default="orchestrator",
                    help="orchestrator: also await the reply to the requester")
     p.add_argument("-R", "--runtimes", type=int, default=500)
     p.add_argument("-M", "--modules", type=int, default=20000)

@@ -163,6 +163,17 @@ class Floor(System):
                  "--realm", REALM], dict(os.environ))
 
 
+class FloorWire(Floor):
+    """The floor doing the orchestrator's wire work (bench/floor.py --wire): replies to
+    requesters, manual acks, a persistent session."""
+
+    kind = "floor-wire"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        return cmd + ["--wire"], env
+
+
 class Orchestrator(System):
     kind = "orchestrator"
 
@@ -189,7 +200,8 @@ class Bench:
             system_class: type[System] | None = None) -> dict[str, Any] | None:
         """Start a fresh system and broker, drive one load run, stop; the run's JSON."""
         self.n += 1
-        cls = system_class or (Floor if kind == "floor" else Orchestrator)
+        cls = system_class or {"floor": Floor, "floor-wire": FloorWire,
+                               "orchestrator": Orchestrator}[kind]
         system: System = cls(self.root / f"{self.n:02d}-{kind}-{label}", not self.args.broker_nagle)
         runtimes = self.args.runtimes if runtimes is None else runtimes
         progress(f"{label}: {kind}, R={runtimes} M={modules} W={self.args.window}")
@@ -265,11 +277,12 @@ lt: Callable[[float, float], bool] = lambda v, lim: v < lim    # noqa: E731
 
 
 def compare(args: argparse.Namespace, floor: Run, orch: Run, big: Run,
-            scaling: list[dict[str, Any]], keep: Run) -> dict[str, Any]:
-    """The figures of both sides, their ratios, and every target met or not."""
-    side = sides(floor, orch)
-    f, o = side["floor"], side["orchestrator"]
-    ratios = side_ratios(f, o)
+            scaling: list[dict[str, Any]], keep: Run, wire: Run = None) -> dict[str, Any]:
+    """The figures of both sides (and the wire floor's), their ratios, and every target
+    met or not."""
+    side = sides(floor, orch, wire)
+    f, o, w = side["floor"], side["orchestrator"], side["floor_wire"]
+    ratios = {**side_ratios(f, o), **wire_ratios(w, o, f)}
     where = f"R={args.runtimes} M={args.modules} W={args.window}"
     targets: dict[str, Any] = {
         "create_throughput_vs_floor": target(ratios["create_throughput"], 0.7, ge, "x floor",
@@ -282,7 +295,8 @@ def compare(args: argparse.Namespace, floor: Run, orch: Run, big: Run,
     targets.update(load_targets(orch, big, keep))
     targets.update(linear_cost_target(scaling))
     # other work on the machine during either run skews the ratios: say so, with the figure
-    others = {name: dig(side[name], "cpu_per_wall_create", "others") for name in side}
+    others = {name: dig(side[name], "cpu_per_wall_create", "others") for name in side
+              if side[name]["create_per_s"] is not None}
     noisy = {k: v for k, v in others.items() if isinstance(v, (int, float)) and v > NOISY}
     for key in ("create_throughput_vs_floor", "create_p99_vs_floor",
                 "register_throughput_vs_floor"):
@@ -290,13 +304,14 @@ def compare(args: argparse.Namespace, floor: Run, orch: Run, big: Run,
     return {"bench": "perf-compare", "R": args.runtimes, "M": args.modules, "W": args.window,
             "durability": "journal fsync before publish", "code": code_version(),
             "other_cpu_while_creating": others, "noisy": bool(noisy),
-            "floor": f, "orchestrator": o, "ratios": ratios, "targets": targets}
+            "floor": f, "orchestrator": o, "floor_wire": w, "ratios": ratios,
+            "targets": targets}
 
 
-def sides(floor: Run, orch: Run) -> dict[str, Any]:
+def sides(floor: Run, orch: Run, wire: Run = None) -> dict[str, Any]:
     """The figures compared, for each side."""
     side: dict[str, Any] = {}
-    for name, run in (("floor", floor), ("orchestrator", orch)):
+    for name, run in (("floor", floor), ("orchestrator", orch), ("floor_wire", wire)):
         side[name] = {
             "register_per_s": dig(run, "register", "per_s"),
             "register_p99_ms": dig(run, "register", "p99_ms"),
@@ -307,7 +322,8 @@ def sides(floor: Run, orch: Run) -> dict[str, Any]:
             "create_scheduled_per_s": dig(run, "create_scheduled", "per_s"),
             "create_scheduled_p99_ms": dig(run, "create_scheduled", "p99_ms"),
             "cpu_per_wall_create": dig(run, "cpu", "create", "per_wall_s"),
-            "cpu_us_per_create": dig(run, "cpu", "create", "us_per_item", name),
+            "cpu_us_per_create": dig(run, "cpu", "create", "us_per_item",
+                                     "floor" if name == "floor_wire" else name),
         }
     side["orchestrator"]["reply_p50_ms"] = dig(orch, "create", "reply_p50_ms")
     side["orchestrator"]["reply_p99_ms"] = dig(orch, "create", "reply_p99_ms")
@@ -326,6 +342,18 @@ def side_ratios(f: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
         "register_throughput": ratio(o["register_per_s"], f["register_per_s"]),
         # not a target: CPU time per create, which other load on the machine disturbs less
         "cpu_per_create": ratio(o["cpu_us_per_create"], f["cpu_us_per_create"]),
+    }
+
+
+def wire_ratios(w: dict[str, Any], o: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """Against the floor that does the orchestrator's wire work (replies, manual acks,
+    persistent session): what the registry, checks and journal cost on their own.
+    Not targets (the goal stays 0.7 of the plain floor)."""
+    return {
+        "create_throughput_vs_wire": ratio(o["create_per_s"], w["create_per_s"]),
+        "create_p99_vs_wire": ratio(o["create_p99_ms"], w["create_p99_ms"]),
+        "cpu_per_create_vs_wire": ratio(o["cpu_us_per_create"], w["cpu_us_per_create"]),
+        "wire_floor_vs_floor": ratio(w["create_per_s"], f["create_per_s"]),
     }
 
 
@@ -401,7 +429,8 @@ def table(cmp: dict[str, Any], orch: dict[str, Any] | None, big: dict[str, Any] 
     for k, rep in enumerate(cmp.get("repeats", [])):
         note(f"pair {k + 1}: creates/s floor {fmt(rep['floor_per_s'])}, orchestrator "
              f"{fmt(rep['orchestrator_per_s'])}, ratio {fmt(rep['ratio'])}, "
-             f"p99 ratio {fmt(rep['p99_ratio'])}")
+             f"p99 ratio {fmt(rep['p99_ratio'])}; wire floor "
+             f"{fmt(rep.get('floor_wire_per_s'))}, ratio {fmt(rep.get('ratio_vs_wire'))}")
     note(f"{'':28}{'floor':>12}{'orchestrator':>14}{'ratio':>8}")
     rows = [("registrations/s", "register_per_s", "register_throughput"),
             ("creates/s (all)", "create_per_s", "create_throughput"),
@@ -413,6 +442,14 @@ def table(cmp: dict[str, Any], orch: dict[str, Any] | None, big: dict[str, Any] 
     for title, key, rkey in rows:
         note(f"{title:28}{fmt(f[key]):>12}{fmt(o[key]):>14}{fmt(r[rkey]):>8}")
     note(f"{'reply p50/p99 ms':28}{'-':>12}{fmt(o['reply_p50_ms']) + '/' + fmt(o['reply_p99_ms']):>14}")
+    w = cmp.get("floor_wire") or {}
+    if w.get("create_per_s") is not None:
+        note(f"wire floor (replies, manual acks, persistent session): creates/s "
+             f"{fmt(w['create_per_s'])}, p99 {fmt(w['create_p99_ms'])} ms, CPU us per create "
+             f"{fmt(w['cpu_us_per_create'])}; orchestrator / wire floor: throughput "
+             f"{fmt(r['create_throughput_vs_wire'])}, p99 {fmt(r['create_p99_vs_wire'])}, "
+             f"CPU {fmt(r['cpu_per_create_vs_wire'])}; wire floor / floor "
+             f"{fmt(r['wire_floor_vs_floor'])}")
     for name, side in (("floor", f), ("orchestrator", o)):
         note(f"CPU s per wall s while creating ({name} run): {side['cpu_per_wall_create']}")
     for run in (orch, big):
@@ -464,8 +501,14 @@ def pair(bench: Bench, modules: int, label: str, orch_extra: list[str] | None = 
     return floor, orch
 
 
-def best_of(runs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]
-            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def triple(bench: Bench, modules: int, label: str, orch_extra: list[str] | None
+           ) -> tuple[Run, Run, Run]:
+    """Floor, orchestrator, and the floor doing the orchestrator's wire work."""
+    floor, orch = pair(bench, modules, label, orch_extra)
+    return floor, orch, bench.run("floor-wire", modules, label=label)
+
+
+def best_of(runs: list[tuple[Run, Run, Run]]) -> tuple[Run, Run, Run]:
     """With --repeat: the pair whose create-throughput ratio is the median one.
 
     Pairs measured while other work kept the machine busy are left out when
@@ -507,13 +550,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def repeat_figures(pairs: list[tuple[Run, Run]]) -> list[dict[str, Any]]:
-    """With --repeat: each pair's throughputs and ratios."""
+def repeat_figures(runs: list[tuple[Run, Run, Run]]) -> list[dict[str, Any]]:
+    """With --repeat: each pair's throughputs and ratios (and the wire floor's)."""
     return [{"floor_per_s": dig(f_, "create", "per_s"),
              "orchestrator_per_s": dig(o_, "create", "per_s"),
+             "floor_wire_per_s": dig(w_, "create", "per_s"),
              "ratio": ratio(dig(o_, "create", "per_s"), dig(f_, "create", "per_s")),
-             "p99_ratio": ratio(dig(o_, "create", "p99_ms"), dig(f_, "create", "p99_ms"))}
-            for f_, o_ in pairs]
+             "p99_ratio": ratio(dig(o_, "create", "p99_ms"), dig(f_, "create", "p99_ms")),
+             "ratio_vs_wire": ratio(dig(o_, "create", "per_s"), dig(w_, "create", "per_s"))}
+            for f_, o_, w_ in runs]
 
 
 def scaling_runs(bench: Bench, args: argparse.Namespace, rest: list[str],
@@ -563,10 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     rest = ["--rest-budget", str(args.rest_budget)]
     try:
         rest_main = rest + (["--rest-at", "10000"] if args.modules > 10000 else [])
-        pairs = [pair(bench, args.modules, f"main{k + 1}" if args.repeat > 1 else "main",
-                      rest_main, extra=None)
+        pairs = [triple(bench, args.modules, f"main{k + 1}" if args.repeat > 1 else "main",
+                        rest_main)
                  for k in range(max(1, args.repeat))]
-        floor, orch = best_of(pairs)
+        floor, orch, wire = best_of(pairs)
         repeats = repeat_figures(pairs)
         scaling, big = scaling_runs(bench, args, rest, (floor, orch))
         emit({"bench": "perf-scaling", "R": args.runtimes, "W": args.window, "points": scaling})
@@ -578,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                   "seconds": args.keepalive_seconds, "floor": keep["floor"],
                   "orchestrator": keep["orchestrator"]})
 
-        cmp = compare(args, floor, orch, big, scaling, keep)
+        cmp = compare(args, floor, orch, big, scaling, keep, wire)
         if len(pairs) > 1:
             cmp["repeats"] = repeats      # every pair; the figures above are the median one
         cmp["seconds"] = round(time.monotonic() - started, 1)

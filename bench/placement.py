@@ -76,11 +76,13 @@ class Stopwatch:
         self.target, self.expect, self.count = target, expect, 0
         self.done: defer.Deferred = defer.Deferred()
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
         if topic == self.target:
             self.count += 1
             if self.count == self.expect:
                 self.done.callback(time.perf_counter())
+        return True
 
 
 @defer.inlineCallbacks

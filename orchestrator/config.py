@@ -102,6 +102,10 @@ class Config:
     reconnect_max_delay: float = 30.0
     takeover_max_delay: float = 300.0
     publish_buffer: int = 10000
+    mqtt_session_expiry_sec: int = 86400
+    # delivery
+    dedupe_window: int = 10000
+    outbox_limit: int = 100000
     # behaviour
     ka_interval_sec: int = 5
     keepalive_misses: int = 3
@@ -153,6 +157,10 @@ _CHECKS: dict[str, _Check] = {
     "reconnect_max_delay": _POS_NUM,
     "takeover_max_delay": _POS_NUM,
     "publish_buffer": _POS_INT,
+    "mqtt_session_expiry_sec": (lambda v: _is_int(v) and 60 <= v <= 4294967295,
+                                "an integer of seconds from 60 to 4294967295"),
+    "dedupe_window": _POS_INT,
+    "outbox_limit": _POS_INT,
     "ka_interval_sec": _POS_INT,
     "keepalive_misses": _POS_INT,
     "revive_after_sec": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),

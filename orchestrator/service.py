@@ -1,9 +1,16 @@
 """The glue: messages to the core, changes to the journal, effects to the world.
 
-The one rule this module keeps: nothing that announces a change (a reply, a
-forward, a notification, an event) leaves the process before the change is
-durable. Messages handled in the same reactor turn share one journal batch
-and one fsync; their effects then go out in arrival order.
+The rules this module keeps:
+
+- nothing that announces a change (a reply, a forward, a notification, an
+  event) leaves the process before the change is durable. Messages handled
+  in the same reactor turn share one journal batch and one fsync; their
+  effects then go out in arrival order;
+- an incoming message is acknowledged to the broker (PUBACK) at that same
+  point, never before: until then the broker keeps it and sends it again
+  after a crash (the core recognises what it already carried out);
+- each announcement is journaled in the batch of its change (the outbox)
+  and sent again after a restart until the broker acknowledged it.
 """
 
 from __future__ import annotations
@@ -21,10 +28,9 @@ from twisted.logger import Logger
 
 from .adapters.decisionlog import DecisionLog
 from .core.effects import Effect, Event, Handled, Publish
-from .core.model import compact_json
 from .core.protocol import Orchestrator
 from .core.registry import Key, Record, Registry
-from .adapters.store import LoadReport
+from .adapters.store import JournaledTables, LoadReport
 
 __all__ = ["OrchestratorService", "Publisher", "Journal", "EventSink", "Counts",
            "NO_PUBLISHER", "NO_EVENTS", "NO_COUNTS", "StartupError"]
@@ -44,7 +50,18 @@ class StartupError(Exception):
 class Publisher(Protocol):
     """Where announcements go (the MQTT link)."""
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None: ...
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
+        """Send at QoS 1. With a ``tag``: True if handed to a live connection
+        (its PUBACK is reported with the tag), False if not sent at all."""
+        ...
+
+
+#: a message's acknowledgement to the broker, to call once it is durable
+Ack = Callable[[], None]
+
+#: how long acknowledged announcements may wait for a batch to carry their trimming
+ACK_FLUSH_DELAY = 1.0
 
 
 class Journal(Protocol):
@@ -54,16 +71,17 @@ class Journal(Protocol):
     seq: int
     snapshot_seq: int | None
 
-    def load(self, registry: Registry) -> LoadReport: ...
+    def load(self, registry: Registry, tables: JournaledTables | None = None) -> LoadReport: ...
 
     def commit(self, changes: dict[Key, Record | None], next_serial: int,
-               meta: dict[str, Any] | None = None) -> Deferred[None]:
-        """Write one batch; the Deferred fires once it is durable."""
+               meta: dict[str, Any] | None = None, tail: bytes = b"") -> Deferred[None]:
+        """Write one batch (``tail``: the delivery tables' delta, already JSON);
+        the Deferred fires once it is durable."""
 
     def flush(self) -> Deferred[None]: ...
 
-    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]
-                 ) -> Deferred[None]: ...
+    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]],
+                 tables: JournaledTables | None = None) -> Deferred[None]: ...
 
     def close(self) -> None: ...
 
@@ -86,8 +104,9 @@ class Counts(Protocol):
 
 
 class _NoPublisher:
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        pass
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
+        return True
 
 
 class _NoEvents:
@@ -121,10 +140,6 @@ def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
-def encode(payload: dict[str, Any]) -> bytes:
-    return compact_json(payload).encode()
-
-
 class OrchestratorService(Service):
     """Owns the core and the store; the MQTT service feeds it and carries its output."""
 
@@ -154,8 +169,13 @@ class OrchestratorService(Service):
         self.event_seq = 0              # id of the last event announced or committed
         self.loaded: LoadReport | None = None
         self._turn: list[Effect] = []
+        self._turn_acks: list[Ack] = []
         self._turn_call: IDelayedCall | None = None
-        self._outgoing: deque[tuple[list[Effect], Deferred[None] | None, int]] = deque()
+        # per batch: effects, outbox ids of its announcements, acks, durable, first event id
+        self._outgoing: deque[tuple[list[Effect], list[int], list[Ack], Deferred[None] | None,
+                                    int]] = deque()
+        self._unsent: deque[int] = deque()      # outbox ids waiting for a live connection
+        self._ack_flush: IDelayedCall | None = None
         self._accepting = False
         self._lost = False              # a batch could not be made durable: we are stopping
         self._changes_since_snapshot = 0
@@ -175,7 +195,7 @@ class OrchestratorService(Service):
         """
         gc.disable()
         try:
-            report = self.store.load(self.core.registry)
+            report = self.store.load(self.core.registry, self.core.delivery)
         except (OSError, RuntimeError) as e:
             # unreachable or unwritable, or (RuntimeError) refused on purpose: a
             # snapshot from a newer version, the PostgreSQL driver missing
@@ -212,6 +232,11 @@ class OrchestratorService(Service):
         if seen > self.event_seq:
             self.event_seq = seen
             self.events.latest = seen
+        # what the last leader (or our last life) announced without a PUBACK goes out again
+        self._unsent = deque(ident for ident, _, _ in self.core.delivery.pending())
+        if self._unsent:
+            log.info("{n} announcements not acknowledged by the broker before the last stop: "
+                     "sending them again", n=len(self._unsent))
         self.leading = True
         self._accepting = True
         self._sweep.start(SWEEP_INTERVAL, now=False)
@@ -234,16 +259,20 @@ class OrchestratorService(Service):
                 loop.stop()
         if not self.leading:
             return
+        if self._ack_flush is not None and self._ack_flush.active():
+            self._ack_flush.cancel()
         self._end_turn()
         yield self.store.flush()
-        if self.store.seq != self.store.snapshot_seq:
-            yield self.store.snapshot(self.core.registry, self._snapshot_meta)
+        if self.store.seq != self.store.snapshot_seq or self.core.delivery.has_delta():
+            yield self.store.snapshot(self.core.registry, self._snapshot_meta,
+                                      self.core.delivery)
         self.leading = False
 
     # -- input ----------------------------------------------------------------------------
-    def message_received(self, topic: str, payload: bytes) -> None:
+    def message_received(self, topic: str, payload: bytes, ack: Ack | None = None) -> None:
+        """Handle one message; ``ack`` is called once what it did is durable."""
         if not self._accepting:
-            return
+            return              # not acknowledged: the broker keeps it for the next start
         started = time.perf_counter()
         self.decisions.wire_in(topic, payload)
         handled: Handled = self.core.handle(topic, payload, self._reactor.seconds())
@@ -252,10 +281,13 @@ class OrchestratorService(Service):
                              time.perf_counter() - started)
         if error is not None:
             self.decisions.refused(topic, error, handled.effects)
+        if ack is not None:
+            self._turn_acks.append(ack)
         self._absorb(handled.effects)
 
     def broker_connected(self) -> None:
         self.core.bus_up(self._reactor.seconds())
+        self._send_unsent()
 
     def broker_disconnected(self) -> None:
         self.core.bus_down()
@@ -268,7 +300,7 @@ class OrchestratorService(Service):
 
     def _absorb(self, effects: list[Effect]) -> None:
         self._turn.extend(effects)
-        if self._turn_call is None and (effects or self.core.has_changes()):
+        if self._turn_call is None and (effects or self._turn_acks or self.core.has_changes()):
             self._turn_call = self._reactor.callLater(0, self._end_turn)
 
     # -- commit, then announce ---------------------------------------------------------------
@@ -278,18 +310,26 @@ class OrchestratorService(Service):
             self._turn_call.cancel()
         self._turn_call = None
         effects, self._turn = self._turn, []
+        acks, self._turn_acks = self._turn_acks, []
         changes = self.core.take_changes()
-        nevents = sum(1 for e in effects if isinstance(e, Event))
+        delivery = self.core.delivery
+        nevents = 0
+        announced: list[int] = []
+        for e in effects:
+            if isinstance(e, Event):
+                nevents += 1
+            elif e.outbox:
+                announced.append(delivery.announce(e.topic, e.body()))
         first_event = self.event_seq + 1
         self.event_seq += nevents
         durable = None
-        if changes:
+        if changes or delivery.has_delta():
             durable = self.store.commit(changes, self.core.next_serial,
-                                        {"events": self.event_seq})
+                                        {"events": self.event_seq}, delivery.journal_fragment())
             durable.addCallbacks(lambda _: self._drain(), self._durability_lost)
             self._changes_since_snapshot += len(changes)
-        if effects or durable is not None:
-            self._outgoing.append((effects, durable, first_event))
+        if effects or acks or durable is not None:
+            self._outgoing.append((effects, announced, acks, durable, first_event))
         self._drain()
         if self._changes_since_snapshot >= self.core.config.snapshot_every_changes:
             self.snapshot_if_changed()
@@ -306,18 +346,24 @@ class OrchestratorService(Service):
         if not self.may_announce():
             return                          # resumed by the next lease renewal
         while self._outgoing:
-            effects, durable, first_event = self._outgoing[0]
+            effects, announced, acks, durable, first_event = self._outgoing[0]
             if durable is not None and not durable.called:
                 return
             self._outgoing.popleft()
-            self._emit(effects, first_event)
+            self._emit(effects, announced, first_event)
+            for ack in acks:
+                ack()
 
-    def _emit(self, effects: list[Effect], event_id: int) -> None:
+    def _emit(self, effects: list[Effect], announced: list[int], event_id: int) -> None:
+        ids = iter(announced)
         for effect in effects:
             if isinstance(effect, Publish):
-                payload = encode(effect.payload)
+                payload = effect.body()
                 self.decisions.wire_out(effect.topic, payload)
-                self.publisher.publish(effect.topic, payload)
+                if effect.outbox:
+                    self._send(next(ids), effect.topic, payload)
+                else:
+                    self.publisher.publish(effect.topic, payload)
             else:
                 self.decisions.event(effect)
                 self.events.append(event_id, effect, self._reactor.seconds())
@@ -335,6 +381,35 @@ class OrchestratorService(Service):
                      "announce changes that may be lost", why=failure.getErrorMessage())
         (self._stop or cast(IReactorCore, self._reactor).stop)()
 
+    # -- the outbox -------------------------------------------------------------------------
+    def _send(self, ident: int, topic: str, payload: bytes) -> None:
+        """Hand an announcement to the broker link, behind any still waiting for it."""
+        if self._unsent or not self.publisher.publish(topic, payload, tag=ident):
+            self._unsent.append(ident)
+
+    def _send_unsent(self) -> None:
+        delivery = self.core.delivery
+        while self._unsent:
+            entry = delivery.entry(self._unsent[0])
+            if entry is not None and not self.publisher.publish(*entry, tag=self._unsent[0]):
+                return
+            self._unsent.popleft()
+
+    def published(self, ident: int) -> None:
+        """The broker acknowledged announcement ``ident`` (PUBACK): trim it from the outbox.
+
+        The trimming rides in the next batch; without one, in a batch of its own
+        at most ``ACK_FLUSH_DELAY`` later (an announcement whose trimming was
+        lost in a crash is merely sent once more).
+        """
+        if self.core.delivery.acknowledged(ident) and self._ack_flush is None:
+            self._ack_flush = self._reactor.callLater(ACK_FLUSH_DELAY, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush = None
+        if self._accepting and self.core.delivery.has_delta() and self._turn_call is None:
+            self._end_turn()
+
     # -- snapshots ------------------------------------------------------------------------------
     def _snapshot_meta(self) -> dict[str, Any]:
         return {"liveness": self.core.liveness_state(), "events": self.event_seq}
@@ -343,6 +418,6 @@ class OrchestratorService(Service):
         if self._changes_since_snapshot == 0:
             return None
         self._changes_since_snapshot = 0
-        d = self.store.snapshot(self.core.registry, self._snapshot_meta)
+        d = self.store.snapshot(self.core.registry, self._snapshot_meta, self.core.delivery)
         d.addErrback(lambda f: log.failure("snapshot failed", f))
         return d

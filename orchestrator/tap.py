@@ -168,7 +168,8 @@ def _leadership(config: Config, reactor: Any, store: PgJournal,
         reactor, str(config.postgres), store,
         holder=f"{socket.gethostname()}:{os.getpid()}:{config.http_port}",
         lease=config.leader_lease_sec,
-        follow=lambda rows: store.follow(orchestrator.core.registry, rows),
+        follow=lambda rows: store.follow(orchestrator.core.registry, rows,
+                                         orchestrator.core.delivery),
         elected=elected, deposed=on_deposed, stepping_down=orchestrator.stop_leading,
         resumed=orchestrator.resume)
     orchestrator.may_announce = leadership.may_act
@@ -208,9 +209,11 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
     # module output (ids start at the start time in ms, so they grow across restarts)
     output = ModuleOutput(config.realm, first_id=int(reactor.seconds() * 1000))
 
-    def on_message(topic: str, payload: bytes) -> None:
+    def on_message(topic: str, payload: bytes, ack: Callable[[], None] | None) -> None:
         if not output.accept(topic, payload, reactor.seconds()):
-            orchestrator.message_received(topic, payload)
+            orchestrator.message_received(topic, payload, ack)
+        elif ack is not None:
+            ack()                   # module output is kept in memory only: nothing to wait for
 
     # the link and the service point at each other: the link calls through these
     # names, bound once the service exists just below
@@ -223,8 +226,10 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
         on_message=on_message,
         on_connected=lambda: orchestrator.broker_connected(),
         on_disconnected=lambda: orchestrator.broker_disconnected(),
+        on_published=lambda tag: orchestrator.published(tag),
         buffer_size=config.publish_buffer, max_delay=config.reconnect_max_delay,
-        takeover_max_delay=config.takeover_max_delay)
+        takeover_max_delay=config.takeover_max_delay,
+        session_expiry=config.mqtt_session_expiry_sec)
     orchestrator = OrchestratorService(reactor, core, store, publisher=mqtt, events=events,
                                        metrics=metrics, decisions=decisions, stop=reactor.stop,
                                        standby=isinstance(store, PgJournal))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 
-from .adapters.store import LoadReport
+from .adapters.store import JournaledTables, LoadReport
 from .config import Config
 from .core.effects import Effect, Event, Publish
 from .core.liveness import Liveness, allowed_silence
@@ -53,7 +53,7 @@ class CoreHarness:
         """The publishes as they go on the wire (through JSON: tuples become lists)."""
         self.events.extend(e for e in effects if isinstance(e, Event))
         self.core.take_changes()
-        return [Publish(e.topic, json.loads(json.dumps(e.payload)))
+        return [Publish(e.topic, json.loads(e.body()), e.kind, e.outbox)
                 for e in effects if isinstance(e, Publish)]
 
 
@@ -65,6 +65,7 @@ class Batch:
     next_serial: int
     meta: dict[str, Any] | None
     durable: Deferred[None]
+    tail: bytes = b""                           # the delivery tables' delta (JSON members)
 
 
 class MemoryJournal:
@@ -85,13 +86,13 @@ class MemoryJournal:
         self._flushes: list[Deferred[None]] = []
 
     # -- the Journal protocol --
-    def load(self, registry: Registry) -> LoadReport:
+    def load(self, registry: Registry, tables: JournaledTables | None = None) -> LoadReport:
         return LoadReport()
 
     def commit(self, changes: dict[Key, Record | None], next_serial: int,
-               meta: dict[str, Any] | None = None) -> Deferred[None]:
+               meta: dict[str, Any] | None = None, tail: bytes = b"") -> Deferred[None]:
         self.seq += 1
-        batch = Batch(dict(changes), next_serial, meta, Deferred())
+        batch = Batch(dict(changes), next_serial, meta, Deferred(), tail)
         self.batches.append(batch)
         self.pending.append(batch)
         return batch.durable
@@ -103,7 +104,8 @@ class MemoryJournal:
         self._flushes.append(d)
         return d
 
-    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]) -> Deferred[None]:
+    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]],
+                 tables: JournaledTables | None = None) -> Deferred[None]:
         self.snapshots.append(meta())
         self.snapshot_seq = self.seq
         return succeed(None)
@@ -131,13 +133,24 @@ class MemoryJournal:
 
 
 class RecordingPublisher:
-    """Keeps what would have been published, decoded, in order."""
+    """Keeps what would have been published, decoded, in order.
+
+    While ``up`` is False it refuses tagged publishes (the outbox's), as a
+    broker link that is down does; ``tags`` holds the tags it took."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, Any]] = []
+        self.tags: list[int] = []
+        self.up = True
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
+        if tag is not None:
+            if not self.up:
+                return False
+            self.tags.append(tag)
         self.published.append((topic, json.loads(payload)))
+        return True
 
     def on(self, topic: str) -> list[Any]:
         """The payloads published to exactly ``topic``."""

@@ -70,7 +70,8 @@ class DecisionLog:
     def refused(self, topic: str, error: ProtocolError, effects: Sequence[Effect]) -> None:
         """A request was refused; ``effects`` hold the error as published."""
         object_id = next((e.payload.get("object_id") for e in effects
-                          if isinstance(e, Publish) and e.payload.get("action") == "error"),
+                          if isinstance(e, Publish) and isinstance(e.payload, dict)
+                          and e.payload.get("action") == "error"),
                          None)
         self._emit(LogLevel.info, "refused {desc!r} on {topic} (object_id {object_id}, from "
                    "{client}): {detail}", decision="error", desc=error.desc, topic=topic,

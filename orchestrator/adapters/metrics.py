@@ -135,6 +135,16 @@ def state_series(core: Any, mqtt: Any, streams: Any, store: Any) -> Iterable[Met
     yield CounterMetricFamily("silverline_liveness_holds",
                               "Times dead verdicts were held for a suspected partition",
                               value=partition.holds)
+    delivery = core.delivery
+    yield GaugeMetricFamily("silverline_outbox_pending",
+                            "Announcements not yet acknowledged by the broker",
+                            value=delivery.unacknowledged)
+    yield CounterMetricFamily("silverline_outbox_dropped",
+                              "Announcements given up because the outbox was full",
+                              value=delivery.dropped)
+    yield GaugeMetricFamily("silverline_dedupe_remembered",
+                            "Client requests remembered to recognise a repeat",
+                            value=delivery.remembered)
     yield GaugeMetricFamily("silverline_liveness_tracked",
                             "Runtimes judged by their keepalives",
                             value=core.liveness.judged())

@@ -28,6 +28,7 @@ This module decides nothing about the protocol: messages go to a callback.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import socket
 import ssl
@@ -35,6 +36,8 @@ from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
@@ -62,6 +65,10 @@ SHORT_LIVED_IN_A_ROW = 3
 TAKEOVER_FIRST_DELAY = 5.0
 #: a connection kept this long ends the conflict (its backoff and /readyz reason)
 TAKEOVER_CLEARED_AFTER = 60.0
+#: QoS 1 messages the broker may have in flight to us unacknowledged (MQTT 5
+#: Receive Maximum): acks wait for an fsync, so the broker's default of 20
+#: would cap intake at 20 messages per fsync
+RECEIVE_MAXIMUM = 1000
 
 
 def default_client_id(realm: str, shared: bool = False) -> str:
@@ -80,7 +87,9 @@ def build_client(config: Config, status_topic: str) -> paho.Client:
         client_id=config.mqtt_client_id or default_client_id(config.realm,
                                                              shared=config.postgres is not None),
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        reconnect_on_failure=False)
+        clean_session=None if v5 else False,
+        reconnect_on_failure=False,
+        manual_ack=True)
     client.suppress_exceptions = True
     client.connect_timeout = 5.0
     client.max_queued_messages_set(config.publish_buffer)
@@ -161,12 +170,13 @@ class MQTTService(Service):
     def __init__(self, reactor: Any, client: paho.Client, *,
                  brokers: Sequence[tuple[str, int]], keepalive: int,
                  subscriptions: list[str], status_topic: str,
-                 on_message: Callable[[str, bytes], None],
+                 on_message: Callable[[str, bytes, Callable[[], None] | None], None],
                  on_connected: Callable[[], None] = lambda: None,
                  on_disconnected: Callable[[], None] = lambda: None,
+                 on_published: Callable[[int], None] = lambda tag: None,
                  buffer_size: int = 10000, max_delay: float = 30.0,
                  no_local: bool = True, protocol: str = "auto",
-                 takeover_max_delay: float = 300.0) -> None:
+                 takeover_max_delay: float = 300.0, session_expiry: int = 86400) -> None:
         self._reactor = reactor
         self.client = client
         if not brokers:
@@ -187,6 +197,10 @@ class MQTTService(Service):
         self._on_disconnected = on_disconnected
         self.may_connect: Callable[[], bool] = lambda: True
         self._no_local = no_local
+        self._on_published = on_published
+        self._session_expiry = session_expiry
+        self._tags: dict[int, int] = {}         # mid -> tag of a tagged publish awaiting PUBACK
+        self._link = 0                          # counts connections: acks are per connection
         self._retry = backoffPolicy(initialDelay=0.5, maxDelay=max_delay)
         self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque(
             maxlen=buffer_size)
@@ -220,6 +234,7 @@ class MQTTService(Service):
         client.on_disconnect = self._disconnected
         client.on_message = self._message
         client.on_subscribe = self._subscribed
+        client.on_publish = self._puback
 
     # -- socket plumbing (always on the reactor thread) ----------------------------
     def _in_reactor(self, handler: Callable[[Any], None]) -> Callable[..., None]:
@@ -296,7 +311,13 @@ class MQTTService(Service):
         self._opened = self._connack = self._refused_v5 = False
         host, port = self._brokers[self._index]
         _speak(self.client, self._version)
-        self.client.connect_async(host, port, self._keepalive, clean_start=True)
+        # a persistent session: the broker keeps what arrives for us while we are away
+        # (for 3.1.1, _speak turns clean_start=False into clean_session=False)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._session_expiry
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.client.connect_async(host, port, self._keepalive, clean_start=False,
+                                  properties=props)
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
                               self.client.reconnect)
 
@@ -388,12 +409,15 @@ class MQTTService(Service):
         if self._conflict_over is None and (self.taken_over or self._short_lived):
             self._conflict_over = self._reactor.callLater(TAKEOVER_CLEARED_AFTER,
                                                           self._conflict_ended)
+        self._link += 1
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
         self._say_which_version()
-        log.info("MQTT connected to {broker} (MQTT {protocol})", broker=self.broker,
-                 protocol=self.protocol)
+        log.info("MQTT connected to {broker} (MQTT {protocol}, {session})", broker=self.broker,
+                 protocol=self.protocol,
+                 session="session resumed" if getattr(flags, "session_present", False)
+                 else "new session")
         v5 = self._version == paho.MQTTv5
         opts = SubscribeOptions(qos=1, noLocal=True) if self._no_local and v5 else 1
         _, self._sub_mid = client.subscribe([(t, opts) for t in self._subscriptions])
@@ -451,10 +475,28 @@ class MQTTService(Service):
             self._retry_later(str(reason_code))
 
     def _message(self, client: Any, userdata: Any, message: Any) -> None:
+        ack = (functools.partial(self._ack, self._link, message.mid, message.qos)
+               if message.qos else None)
         try:
-            self._on_message(message.topic, message.payload)
+            self._on_message(message.topic, message.payload, ack)
         except Exception:
             log.failure("message handler failed on {topic}", topic=message.topic)
+            if ack is not None:
+                ack()           # it would fail again on every redelivery
+
+    def _ack(self, link: int, mid: int, qos: int) -> None:
+        if self.connected and link == self._link:
+            self.client.ack(mid, qos)
+
+    def _puback(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                properties: Any) -> None:
+        tag = self._tags.pop(mid, None)
+        if tag is None:
+            return
+        if getattr(reason_code, "is_failure", False):
+            log.error("MQTT broker refused an announcement ({rc}); not sending it again",
+                      rc=str(reason_code))
+        self._call(functools.partial(self._on_published, tag))
 
     def _call(self, f: Callable[[], None]) -> None:
         try:
@@ -463,19 +505,33 @@ class MQTTService(Service):
             log.failure("MQTT connection listener failed")
 
     # -- publishing ---------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Send at QoS 1 now, or once connected (bounded buffer; oldest dropped)."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
+        """Send at QoS 1 now, or once connected (bounded buffer; oldest dropped).
+
+        With a ``tag`` nothing is buffered: True if paho has it on a live
+        connection (it sends it again itself after a reconnect, and its PUBACK
+        is reported with the tag), False if it was not taken.
+        """
         if self.connected:
             try:
                 info = self.client.publish(topic, payload, qos=1, retain=retain)
             except ValueError:
                 log.error("refusing to publish to invalid topic {topic!r}", topic=topic)
-                return
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return
+                if tag is not None:
+                    self._call(functools.partial(self._on_published, tag))
+                return True
+            if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                # NO_CONN: paho keeps it and sends it after the next CONNACK
+                if tag is not None:
+                    self._tags[info.mid] = tag
+                return True
+        if tag is not None:
+            return False
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
         self._buffer.append((topic, payload, retain))
+        return True
 
     @property
     def buffered(self) -> int:

@@ -76,8 +76,22 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def encode_line(doc: dict[str, Any]) -> bytes:
+class JournaledTables(Protocol):
+    """State kept beside the registry that rides in the batches and snapshots
+    (the dedupe table and the outbox, :class:`orchestrator.core.delivery.Delivery`)."""
+
+    def restore(self, doc: Any) -> None: ...
+
+    def replay(self, batch: dict[str, Any]) -> None: ...
+
+    def snapshot_json(self) -> bytes: ...
+
+
+def encode_line(doc: dict[str, Any], tail: bytes = b"") -> bytes:
+    """A journal line; ``tail`` is more JSON members (``,"k":v...``) already encoded."""
     body = compact_json(doc).encode()
+    if tail:
+        body = body[:-1] + tail + b"}"
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -133,8 +147,9 @@ class Store:
         self.on_sync = on_sync
 
     # -- start-up ----------------------------------------------------------------
-    def load(self, registry: Registry) -> LoadReport:
-        """Fill ``registry`` from disk; never raises on damaged files (they are set aside)."""
+    def load(self, registry: Registry, tables: JournaledTables | None = None) -> LoadReport:
+        """Fill ``registry`` (and ``tables``) from disk; never raises on damaged files
+        (they are set aside)."""
         started = time.perf_counter()
         os.makedirs(self.path, exist_ok=True)
         report = LoadReport()
@@ -152,6 +167,8 @@ class Store:
             next_serial = doc.get("next_serial", 1)
             report.snapshot_seq = seq
             report.meta = doc.get("meta") or {}
+            if tables is not None:
+                tables.restore(doc.get("delivery"))
             break
         base = report.snapshot_seq or 0
         last = base
@@ -165,6 +182,8 @@ class Store:
             next_serial = max(next_serial, batch.get("serial", 1))
             events = max(report.meta.get("events", 0), batch.get("meta", {}).get("events", 0))
             report.meta["events"] = events
+            if tables is not None:
+                tables.replay(batch)
             last = batch["seq"]
             report.replayed += 1
         registry.load(list(runtimes.values()), list(modules.values()), next_serial)
@@ -257,8 +276,11 @@ class Store:
         fsync_dir(self.path)
 
     def commit(self, changes: dict[tuple[str, str], Record | None], next_serial: int,
-               meta: dict[str, Any] | None = None) -> Deferred[None]:
-        """Write one batch; the Deferred fires when it is durable."""
+               meta: dict[str, Any] | None = None, tail: bytes = b"") -> Deferred[None]:
+        """Write one batch; the Deferred fires when it is durable.
+
+        ``tail``: more members of the batch, already JSON (the delivery tables' delta).
+        """
         assert self._fd is not None, "load() first"
         self.seq += 1
         doc: dict[str, Any] = {
@@ -267,7 +289,7 @@ class Store:
                         for (kind, uuid), rec in changes.items()]}
         if meta:
             doc["meta"] = meta
-        os.write(self._fd, encode_line(doc))
+        os.write(self._fd, encode_line(doc, tail))
         if not self.fsync:
             self.durable_seq = self.seq
             return succeed(None)
@@ -327,16 +349,18 @@ class Store:
         return self._durable(self.seq)
 
     # -- snapshots -------------------------------------------------------------------
-    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]]) -> Deferred[None]:
+    def snapshot(self, registry: Registry, meta: Callable[[], dict[str, Any]],
+                 tables: JournaledTables | None = None) -> Deferred[None]:
         """Write a snapshot a chunk at a time; the journal restarts at the next batch.
 
-        ``meta`` is called at the end, so what it returns (e.g. liveness) is fresh.
+        ``meta`` (and ``tables``) are read at the end, so what they hold is fresh.
         """
         if self._snapshotting is not None:
             return self._snapshotting
         seq = self.seq
         self._open_journal(seq + 1)
-        snap = _SnapshotFile(self.path, seq, registry, meta, self._reactor.seconds)
+        snap = _SnapshotFile(self.path, seq, registry, meta, self._reactor.seconds,
+                              tables)
         coop = Cooperator(scheduler=lambda f: self._reactor.callLater(0, f), started=True)
         d: Deferred[None] = coop.coiterate(snap.steps()).addCallback(
             lambda _: self._finish_snapshot(snap))
@@ -384,8 +408,10 @@ class _SnapshotFile:
     """One snapshot being written: the records present when it began, a chunk per step."""
 
     def __init__(self, directory: str, seq: int, registry: Registry,
-                 meta: Callable[[], dict[str, Any]], now: Callable[[], float]) -> None:
+                 meta: Callable[[], dict[str, Any]], now: Callable[[], float],
+                 tables: JournaledTables | None = None) -> None:
         self.seq = seq
+        self._tables = tables
         self.final = os.path.join(directory, f"snapshot-{seq:012d}.json")
         self.tmp = self.final + ".tmp"
         self.out = open(self.tmp, "wb")
@@ -403,7 +429,10 @@ class _SnapshotFile:
         out.write(b'],"modules":[')
         yield from self._records(registry.modules, self._module_ids, module_row)
         tail = {"next_serial": registry.next_serial, "meta": self._meta()}
-        out.write(b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:])
+        out.write(b"],")
+        if self._tables is not None:
+            out.write(b'"delivery":' + self._tables.snapshot_json() + b",")
+        out.write(json.dumps(tail, separators=(",", ":")).encode()[1:])
         out.flush()
 
     def _records(self, table: dict[str, Any], ids: list[str],

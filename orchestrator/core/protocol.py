@@ -16,8 +16,9 @@ from typing import Any, Callable
 from twisted.logger import Logger
 
 from ..config import Config
+from .delivery import Delivery, request_key
 from .dialects import batch_items, exit_reporter, is_2023_create, reply_type, sent_fields
-from .effects import OTHER, Effect, Handled, Outbox
+from .effects import OTHER, REPLY, Effect, Handled, Outbox, Publish
 from .envelope import Envelope, ProtocolError, decode_payload, invalid, parse_envelope, request_id
 from .explain import unplaced_reason
 from .fields import Fields, check_ident, module_fields, runtime_fields
@@ -36,6 +37,10 @@ __all__ = ["Orchestrator", "new_uuid"]
 #: forwarded requests whose ack we still expect (bounded; oldest forgotten first:
 #: runtimes ack within moments, so only a runtime that never acks fills this)
 PENDING_ACKS = 20_000
+
+
+#: client requests on the shared control topic that are recognised when repeated
+DEDUPED = frozenset({"create", "create_batch", "delete"})
 
 
 def new_uuid() -> str:
@@ -69,6 +74,7 @@ class Orchestrator:
                                                config.partition_hold_max_sec))
         self.registry.observers.append(self.liveness)
         self.new_id = new_id
+        self.delivery = Delivery(config.dedupe_window, config.outbox_limit)
         self._pending_acks: OrderedDict[str, str] = OrderedDict()
         #: forwarded deletes: object_id -> (module uuid, runtime uuid); a runtime that
         #: answers one (2021 ARENA runtimes do, instead of an exit report) completes it
@@ -93,8 +99,24 @@ class Orchestrator:
             msg = decode_payload(payload, self.config.max_payload_bytes)
             out.reply_type = reply_type(msg)
             env = parse_envelope(msg)
+            key = self._dedupe_key(route, env, topic, payload)
+            if key is not None:
+                replies = self.delivery.replies_to(key)
+                if replies is not None:
+                    self.log.info("{action} {object_id} on {topic} was carried out before: "
+                                  "its reply is sent again", action=env.action,
+                                  object_id=env.object_id, topic=topic)
+                    return Handled(route.kind, [Publish(t, body, REPLY, False)
+                                               for t, body in replies])
+            version = self.registry.version
             with self.registry.transaction():
                 self._dispatch(route, topic, env, out, now)
+            if self.registry.version == version:
+                out.transient()
+            elif key is not None:
+                self.delivery.remember(key, tuple(
+                    (e.topic, e.body()) for e in out.effects
+                    if isinstance(e, Publish) and e.kind == REPLY))
         except ProtocolError as e:
             error = e
         except Exception as e:
@@ -169,6 +191,20 @@ class Orchestrator:
 
     def bus_down(self) -> None:
         self.liveness.bus_down()
+
+    @staticmethod
+    def _dedupe_key(route: Route, env: Envelope, topic: str, payload: bytes) -> bytes | None:
+        """Module creates (single or batch) and deletes from clients are deduplicated
+        (docs/protocol.md 12.3).
+
+        Everything else is idempotent by itself, and some of it must not be
+        deduplicated: a runtime's last will is the same bytes every time it
+        fires, and a runtime may register with the same bytes after a reboot.
+        """
+        if (route.kind != CONTROL or route.sub is not None or env.is_reply
+                or env.object_id is None or env.action not in DEDUPED):
+            return None
+        return request_key(topic, payload)
 
     # -- routing ------------------------------------------------------------------
     def _dispatch(self, route: Route, topic: str, env: Envelope, out: Outbox, now: float) -> None:

@@ -28,7 +28,13 @@ def link(reactor: Any, config: Config, heard: list[bytes] | None = None) -> MQTT
                        brokers=broker_addresses(config), protocol=config.mqtt_protocol,
                        keepalive=config.mqtt_keepalive, subscriptions=[TOPIC],
                        status_topic=STATUS, max_delay=4.0,
-                       on_message=lambda topic, payload: sink.append(payload))
+                       on_message=lambda topic, payload, ack: heard_one(sink, payload, ack))
+
+
+def heard_one(sink: list[bytes], payload: bytes, ack: Any) -> None:
+    sink.append(payload)
+    if ack is not None:
+        ack()
 
 
 def config(mqtt: Any, **kw: Any) -> Config:

@@ -27,7 +27,7 @@ def link(reactor: Any, config: Config, **kw: Any) -> MQTTService:
                        brokers=broker_addresses(config), protocol=config.mqtt_protocol,
                        keepalive=config.mqtt_keepalive,
                        subscriptions=["realm/proc/control"], status_topic=STATUS,
-                       on_message=lambda topic, payload: None, max_delay=1.0, **kw)
+                       on_message=lambda topic, payload, ack: None, max_delay=1.0, **kw)
 
 
 def plain(port: int, **kw: Any) -> Config:

@@ -28,8 +28,10 @@ class ClockedService:
         self.svc.startService()
         self.svc.broker_connected()
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                tag: int | None = None) -> bool:
         self.published.append((topic, json.loads(payload)))
+        return True
 
     def message(self, topic: str, doc: dict[str, Any]) -> None:
         """One message, then the end of the reactor turn (journal, then publish)."""

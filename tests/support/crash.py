@@ -1,9 +1,13 @@
 """Crash injection: SIGKILL the real twistd while it is busy, and audit what survives.
 
 A listener on the broker records every acknowledgement the orchestrator
-published (registration replies, forwarded creates, replies to requesters).
-After each kill and restart, every acknowledged runtime and module must be in
-REST, exactly once. Used by the test suite (20+ kills) and by ``bench/crash.py``.
+published (registration replies, forwarded creates, replies to requesters),
+and the driver records every request the broker accepted (its PUBACK),
+including those sent while the orchestrator was down. After each kill and
+restart, once the broker's backlog is worked off: every accepted or
+acknowledged runtime and module is in REST, exactly once, and each module
+was forwarded to its runtime under one ``object_id`` only (a resend after a
+crash repeats it). Used by the test suite and by ``bench/crash.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ class CrashRig:
         self.proc: subprocess.Popen[bytes] | None = None
         self.acked_runtimes: set[str] = set()
         self.acked_modules: set[str] = set()
+        self.accepted_runtimes: set[str] = set()
+        self.accepted_modules: set[str] = set()
+        self._in_flight: dict[int, tuple[str, str]] = {}    # driver mid -> (kind, uuid)
+        self.forwards: dict[str, set[str]] = {}              # module -> forward object_ids
+        self.forward_messages = 0
         self.kills = 0
         (self.dir / "config.json").write_text(json.dumps({
             "mqtt": "127.0.0.1", "mqtt_port": broker_port, "http": "127.0.0.1",
@@ -53,6 +62,27 @@ class CrashRig:
         await self.listener.subscribe(f"{R}/reg", f"{R}/control", f"{R}/control/+",
                                       f"{R}/orchestrator/status")
         self.driver = await Peer(self.reactor, self.broker_port, "driver").connect()
+        self.driver.on_puback = self._accepted
+
+    def _accepted(self, mid: int, rc: Any) -> None:
+        sent = self._in_flight.pop(mid, None)
+        if sent is not None and not getattr(rc, "is_failure", False):
+            kind, uuid_ = sent
+            (self.accepted_runtimes if kind == "runtime" else self.accepted_modules).add(uuid_)
+
+    def register(self) -> None:
+        rt = str(uuid.uuid4())
+        mid = self.driver.publish(f"{R}/reg", {
+            "object_id": f"r-{uuid.uuid4()}", "action": "create", "type": "arts_req",
+            "data": {"type": "runtime", "uuid": rt, "max_nmodules": 0}})
+        self._in_flight[mid] = ("runtime", rt)
+
+    def create(self, parent: str) -> None:
+        module = str(uuid.uuid4())
+        mid = self.driver.publish(f"{R}/control", {
+            "object_id": f"c-{uuid.uuid4()}", "action": "create", "type": "arts_req",
+            "data": {"type": "module", "uuid": module, "parent": parent}})
+        self._in_flight[mid] = ("module", module)
 
     def _seen(self, msg: Msg) -> None:
         if msg.topic.endswith("/orchestrator/status"):
@@ -69,6 +99,8 @@ class CrashRig:
             self.acked_modules.add(details["uuid"])          # the reply to the requester
         elif msg.topic.startswith(f"{R}/control/") and body.get("action") == "create":
             self.acked_modules.add(details["uuid"])          # the create forwarded to a runtime
+            self.forwards.setdefault(details["uuid"], set()).add(body["object_id"])
+            self.forward_messages += 1
 
     async def _status(self, payload: bytes, timeout: float) -> None:
         waited = 0.0
@@ -84,9 +116,18 @@ class CrashRig:
         path = self.dir / "twistd.out"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    async def start(self) -> None:
+    async def start(self, kill_before_publishing: str | None = None) -> None:
+        """Start the real twistd; with ``kill_before_publishing``, it SIGKILLs itself
+        once a durable batch whose announcements mention that text is about to be
+        published (tests/support/faults.py)."""
         self.status.clear()
-        self.proc = start_twistd(self.dir, log=self.dir / "twistd.out")
+        if kill_before_publishing is None:
+            self.proc = start_twistd(self.dir, log=self.dir / "twistd.out")
+        else:
+            self.proc = start_twistd(self.dir, log=self.dir / "twistd.out",
+                                     env={"SILVERLINE_TEST_KILL_BEFORE_PUBLISHING":
+                                          kill_before_publishing},
+                                     prelude="import tests.support.faults")
         await self._status(b"online", 30)
 
     async def kill_while_busy(self, busy_for: float) -> None:
@@ -94,16 +135,10 @@ class CrashRig:
         def burst() -> None:
             runtimes = sorted(self.acked_runtimes)
             if not runtimes or self.rng.random() < 0.05:
-                self.driver.publish(f"{R}/reg", {
-                    "object_id": f"r-{uuid.uuid4()}", "action": "create", "type": "arts_req",
-                    "data": {"type": "runtime", "uuid": str(uuid.uuid4()), "max_nmodules": 0}})
+                self.register()
             for _ in range(3):
                 if runtimes:
-                    self.driver.publish(f"{R}/control", {
-                        "object_id": f"c-{uuid.uuid4()}", "action": "create",
-                        "type": "arts_req",
-                        "data": {"type": "module", "uuid": str(uuid.uuid4()),
-                                 "parent": self.rng.choice(runtimes)}})
+                    self.create(self.rng.choice(runtimes))
         traffic = LoopingCall(burst)
         traffic.clock = self.reactor
         traffic.start(0.005)
@@ -117,8 +152,52 @@ class CrashRig:
         # the dead process published has reached the listener before it
         await self._status(b"offline", 10)
 
+    async def kill(self) -> None:
+        """SIGKILL it now (idle or not) and wait for its will."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await deferToThread(self.proc.wait, 10)
+        self.kills += 1
+        await self._status(b"offline", 10)
+
+    async def terminate(self) -> None:
+        """A clean stop (SIGTERM)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        await deferToThread(self.proc.wait, 20)
+        await self._status(b"offline", 10)
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the broker accepted everything sent, and the orchestrator carried it
+        out: every accepted runtime and module in REST, every module's forward heard."""
+        url = f"http://127.0.0.1:{self.http_port}/api"
+        waited, missing = 0.0, ["?"]
+        while True:
+            if not self._in_flight:
+                code, runtimes = await http_get(f"{url}/runtimes/?status=all&children=false")
+                code2, modules = await http_get(f"{url}/modules/?status=all&limit=1000")
+                known_modules = {m["uuid"] for m in modules.get("modules", [])}
+                cursor = modules.get("next")
+                while cursor is not None:
+                    _, page = await http_get(f"{url}/modules/?status=all&limit=1000&cursor={cursor}")
+                    known_modules.update(m["uuid"] for m in page["modules"])
+                    cursor = page["next"]
+                known_runtimes = {r["uuid"] for r in runtimes.get("runtimes", [])}
+                missing = sorted((self.accepted_runtimes - known_runtimes)
+                                 | (self.accepted_modules - known_modules)
+                                 | (self.accepted_modules - set(self.forwards)))
+                if code == code2 == 200 and not missing:
+                    return
+            if waited > timeout:
+                raise AssertionError(f"{len(self._in_flight)} requests not accepted by the "
+                                     f"broker, {len(missing)} accepted ones not carried out "
+                                     f"within {timeout}s, e.g. {missing[:3]}")
+            await deferLater(self.reactor, 0.1, lambda: None)
+            waited += 0.1
+
     async def audit(self) -> dict[str, int]:
-        """Every acknowledged runtime and module is in REST, once."""
+        """Everything accepted or acknowledged is in REST, once; each module was told once."""
+        await self.settle()
         url = f"http://127.0.0.1:{self.http_port}/api"
         code, runtimes = await http_get(f"{url}/runtimes/")
         assert code == 200
@@ -136,9 +215,13 @@ class CrashRig:
         if lost_modules:
             details = [await http_get(f"{url}/modules/{u}") for u in sorted(lost_modules)[:3]]
             raise AssertionError(f"lost {len(lost_modules)} acknowledged modules, e.g. {details}")
+        twice = {m: ids for m, ids in self.forwards.items() if len(ids) > 1}
+        assert not twice, f"{len(twice)} modules started twice, e.g. {list(twice.items())[:2]}"
         return {"runtimes": len(runtime_ids), "modules": len(module_ids),
                 "acked_runtimes": len(self.acked_runtimes),
-                "acked_modules": len(self.acked_modules)}
+                "acked_modules": len(self.acked_modules),
+                "accepted_modules": len(self.accepted_modules),
+                "forwards_resent": self.forward_messages - len(self.forwards)}
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

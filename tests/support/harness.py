@@ -80,7 +80,8 @@ class Harness(CoreHarness):
 
 def on(published: list[Publish], topic: str) -> list[dict[str, Any]]:
     """Payloads published to exactly ``topic`` (a realm-relative name)."""
-    return [p.payload for p in published if p.topic == f"realm/proc/{topic}"]
+    return [p.payload for p in published
+            if p.topic == f"realm/proc/{topic}" and isinstance(p.payload, dict)]
 
 
 def errors(published: list[Publish]) -> list[dict[str, Any]]:

@@ -55,6 +55,8 @@ class Peer:
         self.gone: Deferred[None] = Deferred()        # fires at the first disconnect
         self._waiters: list[tuple[str, Callable[[Msg], bool], Deferred[Msg]]] = []
         self._acks: dict[int, Deferred[Any]] = {}
+        #: called (in the reactor) with the mid and reason code of every PUBACK
+        self.on_puback: Callable[[int, Any], None] | None = None
         call = reactor.callFromThread
         arrived = on_message or self._arrived
         self.client.on_message = lambda c, u, m: call(
@@ -91,6 +93,8 @@ class Peer:
         return (await done.addTimeout(timeout, self._reactor)).value
 
     def _acked(self, mid: int, rc: Any) -> None:
+        if self.on_puback is not None:
+            self.on_puback(mid, rc)
         d = self._acks.pop(mid, None)
         if d is not None:
             d.callback(rc)
@@ -100,8 +104,9 @@ class Peer:
         if not self.gone.called:
             self.gone.callback(None)
 
-    def publish(self, topic: str, payload: Any, retain: bool = False) -> None:
-        self.client.publish(topic, _encode(payload), qos=1, retain=retain)
+    def publish(self, topic: str, payload: Any, retain: bool = False) -> int:
+        """Publish at QoS 1 without waiting; the mid (its PUBACK goes to ``on_puback``)."""
+        return self.client.publish(topic, _encode(payload), qos=1, retain=retain).mid
 
     def _arrived(self, msg: Msg) -> None:
         for waiter in self._waiters:

@@ -19,14 +19,20 @@ def twistd_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def start_twistd(workdir: Path, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_twistd(workdir: Path, *args: str, log: Path | None = None,
+                 env: dict[str, str] | None = None, prelude: str = "") -> subprocess.Popen[bytes]:
     """``twistd silverline *args`` in ``workdir``; its output appended to ``log``
-    (None: thrown away)."""
+    (None: thrown away). ``env`` adds variables; ``prelude`` is Python run first
+    in the process (e.g. importing tests/support/faults.py)."""
+    cmd = [*TWISTD, *args]
+    if prelude:
+        cmd[2] = f"{prelude}; {cmd[2]}"
+    environment = {**twistd_env(), **(env or {})}
     if log is None:
-        return subprocess.Popen([*TWISTD, *args], cwd=workdir, env=twistd_env(),
+        return subprocess.Popen(cmd, cwd=workdir, env=environment,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(log, "ab") as out:
-        return subprocess.Popen([*TWISTD, *args], cwd=workdir, env=twistd_env(),
+        return subprocess.Popen(cmd, cwd=workdir, env=environment,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

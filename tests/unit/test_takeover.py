@@ -29,7 +29,7 @@ class Link:
                              protocol=paho.MQTTv5)
         self.svc = MQTTService(self.clock, client, brokers=[("broker", 1883)], keepalive=30,
                                subscriptions=["realm/proc/#"], status_topic="realm/status",
-                               on_message=lambda topic, payload: None,
+                               on_message=lambda topic, payload, ack: None,
                                takeover_max_delay=max_delay)
         self.svc.running = True
         self.svc._connect_now = self.connect_due      # type: ignore[method-assign]
