@@ -323,7 +323,7 @@ def sides(floor: Run, orch: Run, wire: Run = None) -> dict[str, Any]:
             "create_scheduled_p99_ms": dig(run, "create_scheduled", "p99_ms"),
             "cpu_per_wall_create": dig(run, "cpu", "create", "per_wall_s"),
             "cpu_us_per_create": dig(run, "cpu", "create", "us_per_item",
-                                     "floor" if name == "floor_wire" else name),
+                                     "floor-wire" if name == "floor_wire" else name),
         }
     side["orchestrator"]["reply_p50_ms"] = dig(orch, "create", "reply_p50_ms")
     side["orchestrator"]["reply_p99_ms"] = dig(orch, "create", "reply_p99_ms")
