@@ -63,13 +63,15 @@ def test_bench_scripts_run_for_a_tiny_load(broker: Mosquitto, tmp_path: Path) ->
     runs = [r for r in records if r["bench"] == "perf-run"]
     assert not [r for r in runs if "error" in r], runs
     assert {(r["system"], r["label"]) for r in runs} == {
-        (s, label) for s in ("floor", "orchestrator") for label in ("main", "scale10", "keepalive")}
+        (s, label) for s in ("floor", "orchestrator") for label in ("main", "scale10", "keepalive")
+    } | {("floor-wire", "main")}
     orch = next(r for r in runs if r["system"] == "orchestrator" and r["label"] == "main")
     assert orch["create"]["reply_p99_ms"] is not None
     assert orch["rest"]["at_30"]["list_modules"]["items"] == 30
     assert orch["rss"]["after_kb"] > 0
     [cmp] = [r for r in records if r["bench"] == "perf-compare"]
     assert cmp["ratios"]["create_throughput"] > 0
+    assert cmp["ratios"]["create_throughput_vs_wire"] > 0     # the second floor
     assert set(cmp["targets"]) >= {"create_throughput_vs_floor", "create_p99_vs_floor",
                                    "register_throughput_vs_floor", "rest_list_modules_p50",
                                    "rest_page_500_p99", "rest_detail_p99", "rss_per_module",
