@@ -20,6 +20,7 @@ directory), never the machine's own.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -117,6 +118,7 @@ def failover(args: argparse.Namespace, pg: PostgresCluster) -> Any:
         traffic.close()
         yield defer.Deferred.fromCoroutine(group.stop())
         broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     p99 = percentile(times, 99)
     return {"takeovers": len(times), "p50_s": round(percentile(times, 50), 3),
             "p99_s": round(p99, 3), "max_s": round(max(times), 3), "lease_s": args.lease,
