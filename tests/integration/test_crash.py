@@ -99,3 +99,36 @@ async def test_a_crash_between_journal_and_publish_is_made_good_after_restart(
         assert "announcements not acknowledged by the broker" in rig.output()
     finally:
         await rig.stop()
+
+
+@pytest_twisted.ensureDeferred
+@within(120)
+async def test_creates_queued_for_a_stopped_orchestrator_survive_a_broker_restart(
+        reactor: Any, tmp_path: Path) -> None:
+    """The broker settings of contrib/mosquitto/production.conf (persistence, autosave on
+    changes, a deep queue) keep what is queued for us across a broker restart."""
+    store = tmp_path / "mosquitto-db"
+    store.mkdir()
+    broker = Mosquitto(tmp_path / "persistent-broker", extra=(
+        f"persistence true\npersistence_location {store}/\nautosave_on_changes true\n"
+        "autosave_interval 100\nmax_queued_messages 100000\n"))
+    broker.start()
+    rig = CrashRig(reactor, broker.port, tmp_path / "broker-restart")
+    try:
+        await rig.setup()
+        await rig.start()
+        rig.register()
+        await eventually(lambda: rig.acked_runtimes, timeout=10)
+        await rig.terminate()
+        await created_while_down(rig, 20)
+        rig.listener.close()
+        rig.driver.close()
+        broker.stop()                               # SIGTERM: mosquitto saves its database
+        broker.start()
+        await rig.setup()                           # our test peers start afresh
+        await rig.start()
+        figures = await rig.audit()
+        assert figures["modules"] == figures["accepted_modules"] == 20, figures
+    finally:
+        await rig.stop()
+        broker.stop()
