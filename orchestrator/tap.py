@@ -272,7 +272,7 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
 
     api = RestApi(core, streams=streams, metrics=metrics, not_ready=not_ready,
                   token=config.rest_token, output=output_streams,
-                  health=(lambda: {}) if leadership is None else leadership.health)
+                  health=lambda: _health(mqtt, core, leadership))
     site = AccessLogSite(api.resource(), slow_sec=config.access_log_slow_sec)
     site.displayTracebacks = False
     web = strports.service(_listen_endpoint(config), site, reactor=reactor)
@@ -280,6 +280,18 @@ def build(config: Config, reactor: Any, *, log_to_dir: bool = True,
     web.setServiceParent(root)
     NotifyReady().setServiceParent(root)
     return root
+
+
+def _health(mqtt: MQTTService, core: Orchestrator, leadership: Leadership | None
+            ) -> dict[str, Any]:
+    """What /healthz adds to "ok": the broker link, a liveness hold, the HA role."""
+    body: dict[str, Any] = {
+        "broker": {"address": mqtt.broker, "protocol": mqtt.protocol,
+                   "connected": mqtt.subscribed},
+        "liveness_hold": core.liveness.partition.reason()}
+    if leadership is not None:
+        body.update(leadership.health())
+    return body
 
 
 class Twistd(MultiService):

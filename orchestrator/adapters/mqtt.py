@@ -326,13 +326,19 @@ class MQTTService(Service):
             if not self.running:
                 self.client.disconnect()
             elif rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._retry_later(f"rc={rc}")
+                self._unreachable(f"rc={rc}")
 
         def failed(failure: Any) -> None:
             self._connecting = False
-            self._retry_later(failure.getErrorMessage())
+            self._unreachable(failure.getErrorMessage())
 
         d.addCallbacks(done, failed)
+
+    def _unreachable(self, why: str) -> None:
+        # a broker that cannot be reached (restarting, say) is no sign that another
+        # connection holds our client id: quick drops before this do not add up
+        self._short_lived = 0
+        self._retry_later(why)
 
     def _retry_later(self, why: str) -> None:
         if not self.running or self._timer is not None or self._connecting:
@@ -344,6 +350,8 @@ class MQTTService(Service):
             return
         failed = self.broker
         self._index = (self._index + 1) % len(self._brokers)
+        if len(self._brokers) > 1:
+            self._short_lived = 0   # a takeover is on one broker; drops across several are not
         if self._auto:
             self._version = paho.MQTTv5
         delay = self._retry(self._attempt)

@@ -126,6 +126,12 @@ SCHEMAS: dict[str, Any] = {
                         "time": TIME, "stream": {"type": "string"},
                         "text": {"type": "string"}}),
     "Health": _obj({"status": {"const": "ok"}}, {
+        "broker": _obj({"address": {"type": "string", "description": "host:port in use or tried"},
+                        "protocol": {"enum": ["5", "3.1.1"]},
+                        "connected": {"type": "boolean",
+                                      "description": "subscribed on that broker"}}),
+        "liveness_hold": {"type": ["string", "null"],
+                          "description": "why keepalive verdicts are held (a partition), or null"},
         "role": {"enum": ["leader", "standby", "deposed"],
                  "description": "with postgres (active/standby): this orchestrator's role"},
         "epoch": {"type": "integer", "description": "the fencing epoch: ours, or the leader's"},

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 import pytest_twisted
+import treq
 from twisted.logger import formatEvent, globalLogPublisher
 
 from orchestrator.adapters.mqtt import MQTTService, build_client
@@ -115,7 +116,7 @@ async def test_auto_speaks_5_where_it_is_offered(reactor: Any, tmp_path: Path,
 @pytest_twisted.ensureDeferred
 @within(60)
 async def test_several_addresses_first_reachable_then_the_next_on_loss(
-        reactor: Any, tmp_path: Path, nats: NatsServer) -> None:
+        reactor: Any, tmp_path: Path, nats: NatsServer, logged: list[str]) -> None:
     first = Mosquitto(tmp_path / "first")          # not started: nothing listens there
     second = Mosquitto(tmp_path / "second")
     second.start()
@@ -127,8 +128,11 @@ async def test_several_addresses_first_reachable_then_the_next_on_loss(
         await eventually(lambda: svc.subscribed, 20, "the second address")
         assert svc.broker == f"localhost:{second.port}" and svc.protocol == "5"
         second.kill()                               # on loss: on to the next address
-        await eventually(lambda: svc.subscribed and svc.broker.endswith(f":{nats.port}"), 30,
-                         "the third address, a 3.1.1 broker")
+        try:
+            await eventually(lambda: svc.subscribed and svc.broker.endswith(f":{nats.port}"), 30,
+                             "the third address, a 3.1.1 broker")
+        except Exception:
+            raise AssertionError("\n".join(logged))
         assert svc.protocol == "3.1.1" and svc.reconnects == 1
     finally:
         await svc.stopService()
@@ -170,3 +174,59 @@ def test_broker_addresses_from_config() -> None:
     c = config(["a", f"b:{port}", "[::1]:7", "[fe80::1]"], mqtt_port=1999)
     assert broker_addresses(c) == [("a", 1999), ("b", port), ("::1", 7), ("fe80::1", 1999)]
     assert broker_addresses(config("h")) == [("h", 1883)]
+
+
+@pytest_twisted.ensureDeferred
+@within(60)
+async def test_nats_keeps_requests_sent_while_the_orchestrator_is_away(
+        reactor: Any, nats: NatsServer, tmp_path: Path) -> None:
+    """The persistent session over nats-server's MQTT (JetStream): creates published
+    while the orchestrator is stopped are carried out once it is back."""
+    from tests.support.app import App, make_config
+    rt = "7d1c2f3e-0000-4000-8000-00000000a7a7"
+    config = make_config(nats.port, tmp_path / "state", mqtt_client_id="orch-nats")
+    app = await App(reactor, config).start()
+    runtime = await Peer(reactor, nats.port, "runtime", v5=False).connect()
+    client = await Peer(reactor, nats.port, "client", v5=False).connect()
+    try:
+        await runtime.subscribe(f"realm/proc/reg/{rt}", f"realm/proc/control/{rt}")
+        await client.subscribe("realm/proc/control")
+        runtime.publish(f"realm/proc/reg/{rt}", {
+            "object_id": "reg", "action": "create", "type": "arts_req",
+            "data": {"type": "runtime", "uuid": rt, "name": "edge"}})
+        await runtime.expect(f"realm/proc/reg/{rt}", lambda m: m.json.get("type") == "arts_resp",
+                             timeout=10)
+        await app.stop()
+        for n in range(5):
+            assert await client.publish_acked("realm/proc/control", {
+                "object_id": f"away-{n}", "action": "create", "type": "arts_req",
+                "data": {"type": "module", "uuid": f"m-away-{n}", "name": f"m{n}",
+                         "filename": "m.wasm", "parent": rt}}) == 0
+        app = await App(reactor, config).start()
+        got = sorted([(await runtime.expect(f"realm/proc/control/{rt}", timeout=15)).json["data"]
+                      ["uuid"] for _ in range(5)])
+        assert got == [f"m-away-{n}" for n in range(5)]
+    finally:
+        runtime.close()
+        client.close()
+        await app.stop()
+
+
+@pytest_twisted.ensureDeferred
+@within(30)
+async def test_healthz_names_the_broker_in_use(reactor: Any, tmp_path: Path,
+                                               nats: NatsServer) -> None:
+    from tests.support.app import App, make_config
+    dead = free_port()
+    app = await App(reactor, make_config(nats.port, tmp_path / "s", mqtt=[
+        f"127.0.0.1:{dead}", f"127.0.0.1:{nats.port}"])).start()
+    try:
+        code, body = await app.get("/healthz")
+        assert code == 200 and body["broker"] == {
+            "address": f"127.0.0.1:{nats.port}", "protocol": "3.1.1", "connected": True}
+        assert body["liveness_hold"] is None
+        metrics = (await (await treq.get(app.url + "/metrics")).content()).decode()
+        assert (f'silverline_broker_info{{address="127.0.0.1:{nats.port}",protocol="3.1.1"}} 1.0'
+                in metrics)
+    finally:
+        await app.stop()

@@ -202,6 +202,9 @@ async def test_dashboard_shows_a_runtime_and_its_module_as_they_happen(
     assert await page.js("return document.querySelectorAll('.rt').length") == 0
     assert await page.js("return document.getElementById('empty').hidden") is False
     await page.js("window.notReloaded = true")      # a reload would forget this
+    link = await page.until("const l = document.getElementById('link');"
+                            "return !l.hidden && l.textContent", "the broker badge")
+    assert link == f"Broker 127.0.0.1:{app.config.mqtt_port} · MQTT 5"
 
     runtime = await peers("runtime", f"{R}/reg", f"{R}/control/{RT}")
     client = await peers("client", f"{R}/control")

@@ -92,6 +92,27 @@ def test_our_own_quick_hang_ups_are_not_a_takeover() -> None:
     assert link.svc.taken_over is None and link.svc.takeovers == 0
 
 
+def test_a_broker_that_restarts_is_not_a_takeover() -> None:
+    """A broker killed again and again: quick drops, but each reconnect is refused
+    at first while it restarts; another holder of our client id never does that."""
+    link = Link()
+    for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
+        link.up_then_down(0.5)
+        link.clock.advance(link.wait())
+        link.svc._unreachable("[Errno 111] Connection refused")
+        link.clock.advance(link.wait())
+    assert link.svc.taken_over is None and link.svc.takeovers == 0
+
+
+def test_quick_drops_across_several_brokers_are_not_a_takeover() -> None:
+    link = Link()
+    link.svc._brokers = [("node-a", 1883), ("node-b", 1883)]
+    for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
+        link.up_then_down(0.5)
+        link.clock.advance(link.wait())
+    assert link.svc.taken_over is None and link.svc.takeovers == 0
+
+
 def test_a_connection_that_lasted_resets_the_count() -> None:
     link = Link()
     link.up_then_down(0.5)

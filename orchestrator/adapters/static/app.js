@@ -432,6 +432,7 @@
       const res = await fetch('/healthz', { cache: 'no-store' });
       body = res.ok ? await res.json() : {};
     } catch (err) { return; }
+    showLink(body);
     const badge = $('role');
     if (!body.role) { badge.hidden = true; return; }
     badge.hidden = false;
@@ -441,6 +442,17 @@
       ? 'Standby (read-only copy)' + epoch + ' · ' + (body.lag_batches || 0) + ' behind' +
         (body.leader ? ' · leader ' + body.leader : '')
       : body.role.charAt(0).toUpperCase() + body.role.slice(1) + epoch;
+  }
+  // the broker in use (several may be configured) and a partition hold
+  function showLink(body) {
+    const link = $('link');
+    if (!body.broker) { link.hidden = true; return; }
+    link.hidden = false;
+    link.dataset.held = body.liveness_hold ? 'yes' : 'no';
+    link.dataset.connected = body.broker.connected ? 'yes' : 'no';
+    link.textContent = (body.broker.connected ? 'Broker ' : 'Trying broker ') +
+      body.broker.address + ' · MQTT ' + body.broker.protocol +
+      (body.liveness_hold ? ' · verdicts held: ' + body.liveness_hold : '');
   }
   refreshRole();
   setInterval(refreshRole, ROLE_MS);
