@@ -46,14 +46,16 @@ test-unit: install
 	$(VENV)/bin/pytest tests/unit
 
 # the browser test drives Debian's Chromium; the TLS tests make certificates with openssl;
-# the broker tests run a private nats-server (its MQTT speaks only 3.1.1); the
-# active/standby tests a private PostgreSQL cluster (initdb and pg_ctl from Debian's postgresql)
+# the broker tests run a private nats-server (its MQTT speaks only 3.1.1) and a private
+# three-node RabbitMQ cluster; the active/standby tests a private PostgreSQL cluster
+# (initdb and pg_ctl from Debian's postgresql)
 test-tools:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	test -x /usr/sbin/nats-server || missing="$$missing nats-server"; \
+	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
