@@ -639,14 +639,12 @@ class Orchestrator:
         return acked
 
     def _expect_ack(self, object_id: str, module_uuid: str) -> None:
-        self._pending_acks[object_id] = module_uuid
-        if len(self._pending_acks) > PENDING_ACKS:
-            self._pending_acks.popitem(last=False)
+        self.registry.after_commit(
+            lambda: _remember(self._pending_acks, object_id, module_uuid))
 
     def _expect_delete_ack(self, object_id: str, module_uuid: str, runtime_uuid: str) -> None:
-        self._pending_deletes[object_id] = (module_uuid, runtime_uuid)
-        if len(self._pending_deletes) > PENDING_ACKS:
-            self._pending_deletes.popitem(last=False)
+        self.registry.after_commit(
+            lambda: _remember(self._pending_deletes, object_id, (module_uuid, runtime_uuid)))
 
     def _delete_acked(self, route: Route, env: Envelope, out: Outbox, now: float) -> bool:
         """A runtime's answer to a forwarded delete; True if it was one."""
@@ -677,3 +675,10 @@ class Orchestrator:
         if result not in (None, "ok"):
             self.log.warn("runtime answered {result!r} to the create of {uuid}",
                           result=result, uuid=module.uuid)
+
+
+def _remember(pending: OrderedDict[str, Any], object_id: str, value: Any) -> None:
+    """What a runtime's ack of ``object_id`` will answer, the oldest forgotten first."""
+    pending[object_id] = value
+    if len(pending) > PENDING_ACKS:
+        pending.popitem(last=False)

@@ -13,7 +13,7 @@ import re
 from array import array
 from collections import Counter
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol, Union
+from typing import Any, Callable, Iterator, Protocol, Union
 
 from .model import Module, ModuleStatus, Runtime, RuntimeStatus
 
@@ -106,6 +106,7 @@ class Registry:
         self._changes: dict[Key, Record | None] = {}
         self._undo: list[tuple[Key, Record | None, bool, Record | None]] | None = None
         self._undo_serial = 0
+        self._on_commit: list[Callable[[], None]] = []
         self.observers: list[RegistryObserver] = []
 
     # -- transactions and change tracking --------------------------------
@@ -122,6 +123,18 @@ class Registry:
             raise
         finally:
             self._undo = None
+            done, self._on_commit = self._on_commit, []
+        for f in done:
+            f()
+
+    def after_commit(self, f: Callable[[], None]) -> None:
+        """Run ``f`` once the current transaction has succeeded (at once outside one):
+        state kept beside the registry (what a runtime's ack will answer) is then
+        rolled back with it, by never being written."""
+        if self._undo is None:
+            f()
+        else:
+            self._on_commit.append(f)
 
     def _rollback(self) -> None:
         assert self._undo is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -383,6 +384,26 @@ def test_a_bug_in_a_handler_is_reported_and_rolled_back(h: Harness, monkeypatch)
     assert len(out) == 1 and M1 not in h.registry.modules
     monkeypatch.undo()
     assert on(h.create(uuid=M1), f"control/{RT1}")     # and the next message works
+
+
+def test_a_rolled_back_create_leaves_no_ack_expected(h: Harness, monkeypatch) -> None:
+    """What a runtime's ack would answer is kept beside the registry: it must roll
+    back with the request, or a late ack could touch a module that was never made."""
+    from orchestrator.core.effects import Outbox
+    h.register()
+    real_event = Outbox.event
+
+    def event(self: Outbox, kind: str, *args: Any, **kw: Any) -> None:
+        if kind == "module.created":
+            raise ZeroDivisionError("after the forward was built")
+        real_event(self, kind, *args, **kw)
+
+    monkeypatch.setattr(Outbox, "event", event)
+    assert errors(h.create(uuid=M1))[0]["data"]["desc"] == "Uncaught exception"
+    assert M1 not in h.registry.modules and not h.core._pending_acks
+    monkeypatch.undo()
+    fwd = on(h.create(uuid=M1), f"control/{RT1}")[0]
+    assert list(h.core._pending_acks.items()) == [(fwd["object_id"], M1)]
 
 
 def test_topics_outside_ours_are_ignored(h: Harness) -> None:
