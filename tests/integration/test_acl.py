@@ -310,7 +310,10 @@ def test_production_config_locks_the_broker_down() -> None:
     assert "allow_anonymous false" in general
     assert f"message_size_limit {Config().max_payload_bytes}" in general
     assert {line.split()[0] for line in general} == {
-        "allow_anonymous", "password_file", "acl_file", "message_size_limit"}
+        "allow_anonymous", "password_file", "acl_file", "message_size_limit",
+        # queued requests kept across a broker restart (docs/security.md)
+        "persistence", "autosave_on_changes", "autosave_interval",
+        "max_queued_messages", "max_inflight_messages"}
     # (a listener option before the first listener would open a default one on 1883)
     assert list(blocks) == ["listener 8883", "listener 1883 127.0.0.1"]   # plain: loopback only
     assert {line.split()[0] for line in blocks["listener 8883"]} == {
@@ -421,7 +424,10 @@ async def site(reactor: Any, tmp_path: Path, site_files: tuple[Path, Path]) -> A
     creds, pki = site_files
     plain, tls = free_port(), free_port()
     broker = Mosquitto(tmp_path / "broker", port=plain)
-    head = ["log_dest stderr", "log_type error", "log_type warning", "log_type notice"]
+    # production.conf turns persistence on and leaves its place to the main config
+    # (Debian's sets /var/lib/mosquitto/): here, the test's own directory
+    head = ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+            f"persistence_location {tmp_path / 'broker'}/"]
     if os.geteuid() == 0:
         head.append("user root")       # else mosquitto drops to a user that may not exist
     broker.conf.write_text("\n".join(head) + "\n" + render_production_conf(creds, pki, tls, plain))
