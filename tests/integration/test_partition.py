@@ -132,6 +132,11 @@ async def test_a_dropped_bridge_between_brokers_kills_nobody_and_moves_nothing(
         assert app.registry.modules["mover"].parent == rt(0)
         assert [m for m in near.peer.on(f"{R}/control/{rt(100)}")
                 if m.json.get("action") == "create"] == []
+        # one copy of each forward: the bridge (both ways) neither loops nor duplicates
+        for sim, uuid in ((fleet[0], "mover"), (fleet[1], "during")):
+            assert [m for m in sim.peer.on(f"{R}/control/{sim.uuid}")
+                    if m.json.get("action") == "create"
+                    and m.json["data"].get("uuid") == uuid] == [], uuid
         for sim in [near, *fleet]:
             sim.stop_keepalives()
     finally:
