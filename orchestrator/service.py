@@ -404,6 +404,10 @@ class OrchestratorService(Service):
         """
         if self.core.delivery.acknowledged(ident) and self._ack_flush is None:
             self._ack_flush = self._reactor.callLater(ACK_FLUSH_DELAY, self._flush_acks)
+        if self._unsent:
+            # the link refused them while connected (its queue was full): a PUBACK
+            # makes room, so the backlog must not wait for the next reconnect
+            self._send_unsent()
 
     def _flush_acks(self) -> None:
         self._ack_flush = None

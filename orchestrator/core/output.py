@@ -97,6 +97,10 @@ class _Kept:
         self.dropped_upto = 0
 
 
+#: what keeping a module's entry counts against the total, besides its lines
+ENTRY_COST = 128
+
+
 def _lines(payload: bytes) -> list[str]:
     text = payload.decode("utf-8", "replace")
     lines = text.splitlines() or ([text] if text else [])
@@ -108,14 +112,16 @@ class ModuleOutput:
 
     def __init__(self, realm: str, *, first_id: int = 1,
                  per_module: int = LINES_PER_MODULE, total: int = TOTAL_BYTES,
+                 entry_cost: int = ENTRY_COST,
                  sources: tuple[OutputSource, ...] = OUTPUT_SOURCES) -> None:
         self.realm = realm
         self.per_module = per_module
         self.total = total
+        self.entry_cost = entry_cost
         self.sources = sources
         self._prefixes = tuple(f"{realm}/{s.prefix}" for s in sources)
         self._kept: OrderedDict[str, _Kept] = OrderedDict()   # least recently written first
-        self.size = 0                       # characters kept, over all modules
+        self.size = 0                       # characters kept, and entry costs, over all modules
         self.latest = first_id - 1          # id of the newest line ever added
         #: called with (module key, new lines) after each add
         self.listeners: list[Callable[[str, list[OutputLine]], None]] = []
@@ -140,14 +146,18 @@ class ModuleOutput:
         return False
 
     def add(self, module: str, stream: str, payload: bytes, now: float) -> list[OutputLine]:
+        texts = _lines(payload)
+        if not texts:
+            return []                   # nothing to keep: no entry either
         key = self.key(module)
         kept = self._kept.get(key)
         if kept is None:
             kept = self._kept[key] = _Kept()
+            self.size += self.entry_cost    # so many modules of tiny output are bounded too
         else:
             self._kept.move_to_end(key)
         added = []
-        for text in _lines(payload):
+        for text in texts:
             self.latest += 1
             line = OutputLine(self.latest, now, stream, text)
             kept.lines.append(line)
@@ -160,6 +170,7 @@ class ModuleOutput:
             self._drop_oldest(oldest)
             if not oldest.lines:
                 del self._kept[oldest_key]
+                self.size -= self.entry_cost
         for listener in self.listeners:
             listener(key, added)
         return added

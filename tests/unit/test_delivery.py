@@ -295,3 +295,22 @@ def test_a_repeat_after_a_restart_is_recognised(tmp_path: Path) -> None:
     assert len(forwards) == 1                       # the outbox's resend, not a second create
     assert [p for t, p, _ in link2.sent if t == "realm/proc/control"].count(reply[0]) >= 1
     assert len(again.core.registry.modules) == 1
+
+
+def test_a_backlog_refused_while_connected_goes_out_on_the_next_puback(tmp_path: Path) -> None:
+    """paho refuses a publish when its own queue is full, though connected: what
+    waits behind it must go out as soon as a PUBACK makes room, not at a reconnect."""
+    clock = Clock()
+    svc, link = service(tmp_path, clock)
+    svc.message_received("realm/proc/reg", registration())
+    clock.advance(0)
+    (_, _, first), = link.sent
+    link.up = False                                  # full: refuses tagged publishes
+    for n in range(3):
+        svc.message_received("realm/proc/reg", registration().replace(b"r-1", b"q-%d" % n))
+        clock.advance(0)
+    assert len(link.sent) == 1
+    link.up = True                                   # room again, but no reconnect
+    assert first is not None
+    svc.published(first)
+    assert len(link.sent) == 4

@@ -56,13 +56,24 @@ def test_bounded_per_module_and_resume_says_what_was_let_go() -> None:
 
 
 def test_bounded_in_total_the_least_recently_written_module_goes_first() -> None:
-    out = ModuleOutput("realm", total=30)
+    out = ModuleOutput("realm", total=30, entry_cost=0)
     out.add("quiet", "stdout", b"0123456789", 0.0)         # 11 characters each, newline counted
     out.add("busy", "stdout", b"0123456789", 1.0)
     out.add("busy", "stdout", b"0123456789", 2.0)
     assert out.size <= 30 and not out.has("quiet") and out.modules() == 1
     out.add("busy", "stdout", b"x" * 40, 3.0)             # larger than the whole bound
     assert out.size == 0 and out.modules() == 0
+
+
+def test_many_modules_of_tiny_or_empty_output_are_bounded_too() -> None:
+    """Any runtime may write any module's output topic: empty payloads keep nothing,
+    and each kept module counts against the total, however short its lines."""
+    out = ModuleOutput("realm", total=10_000)
+    for n in range(5_000):
+        out.add(f"empty-{n}", "stdout", b"", 0.0)
+        out.add(f"tiny-{n}", "stdout", b"\n", 0.0)
+    assert not out.has("empty-0") and out.modules() <= 10_000 // out.entry_cost
+    assert out.size <= 10_000 and out.has("tiny-4999")
 
 
 def test_long_lines_are_cut() -> None:
