@@ -7,10 +7,16 @@ venv=${1:-.venv}
 config=${2:-config.json}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
+# the first broker address, read as the service reads it (host, host:port, or a list)
 read -r host port < <("$venv/bin/python" - "$config" <<'PY'
-import json, os, sys
-cfg = json.load(open(sys.argv[1])) if os.path.exists(sys.argv[1]) else {}
-print(cfg.get("mqtt", "localhost"), cfg.get("mqtt_port", 1883))
+import os, sys
+from orchestrator.config import ConfigError, broker_addresses, load_config
+try:
+    config, _ = load_config(sys.argv[1] if os.path.exists(sys.argv[1]) else None)
+    host, port = broker_addresses(config)[0]
+except ConfigError:
+    host, port = "localhost", 1883      # twistd says what is wrong with the config
+print(host, port)
 PY
 )
 
@@ -40,5 +46,7 @@ fi
 cd "$here"
 "$venv/bin/twistd" -n --pidfile= silverline --config "$config" &
 orchestrator=$!
-trap 'kill -TERM $orchestrator 2>/dev/null; wait $orchestrator; [ -n "$broker_pid" ] && kill $broker_pid 2>/dev/null; true' INT TERM EXIT
+# (set -e holds in traps too: every step may fail, the broker must still go)
+trap 'kill -TERM $orchestrator 2>/dev/null || true; wait $orchestrator || true
+      [ -z "$broker_pid" ] || kill $broker_pid 2>/dev/null || true' INT TERM EXIT
 wait $orchestrator

@@ -162,10 +162,17 @@ class Leadership(Service):
 
     def _tick(self) -> Deferred[None]:
         if self.role == "leader":
-            return self._renew()
-        if self.role == "standby":
-            return self._standby_tick()
-        return succeed(None)
+            d = self._renew()
+        elif self.role == "standby":
+            d = self._standby_tick()
+        else:
+            return succeed(None)
+        # an error in what a tick calls (electing, resuming) must not end the loop:
+        # a LoopingCall whose Deferred fails stops, and a leader would stop renewing
+        return d.addErrback(self._tick_failed)
+
+    def _tick_failed(self, failure: Any) -> None:
+        log.failure("leadership tick failed; going on with the next", failure)
 
     # -- standby ------------------------------------------------------------------------
     def _standby_tick(self) -> Deferred[None]:
