@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .core.topics import REALM_UNSAFE
 
-__all__ = ["Config", "ConfigError", "broker_addresses", "load_config", "config_from_mapping",
+__all__ = ["Config", "ConfigError", "broker_addresses", "parse_brokers", "load_config", "config_from_mapping",
            "read_password"]
 
 
@@ -42,7 +42,8 @@ def _split_address(text: str, default_port: int) -> tuple[str, int] | None:
     return host, port
 
 
-def _broker_addresses(value: Any, default_port: int = 1883) -> list[tuple[str, int]] | None:
+def parse_brokers(value: Any, default_port: int = 1883) -> list[tuple[str, int]] | None:
+    """One ``host[:port]`` or a list of them -> (host, port) pairs; None if malformed."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
         return None
@@ -138,7 +139,7 @@ _CHECKS: dict[str, _Check] = {
     "http_port": (lambda v: _is_int(v) and 0 <= v < 65536, "an integer port 0-65535"),
     "debug": _BOOL,
     "realm": (_topic_safe, "a non-empty string without '+', '#'"),
-    "mqtt": (lambda v: _broker_addresses(v) is not None,
+    "mqtt": (lambda v: parse_brokers(v) is not None,
              'a "host[:port]" or a non-empty list of them'),
     "mqtt_port": _PORT,
     "use_ssl": _BOOL,
@@ -189,7 +190,7 @@ assert set(_CHECKS) == {f.name for f in dataclasses.fields(Config)}
 
 def broker_addresses(config: Config) -> list[tuple[str, int]]:
     """The brokers to try, in order; ``mqtt_port`` is the port of those without one."""
-    addresses = _broker_addresses(config.mqtt, config.mqtt_port)
+    addresses = parse_brokers(config.mqtt, config.mqtt_port)
     assert addresses is not None, "checked when the config was loaded"
     return addresses
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..config import Config, ConfigError, broker_addresses, load_config, read_password
+from ..config import (Config, ConfigError, broker_addresses, load_config, parse_brokers,
+                      read_password)
 from .errors import USAGE, CliError
 
 __all__ = ["Settings", "settings_from"]
@@ -32,13 +33,6 @@ def _rest_url(config: Config) -> str:
     return f"http://{host}:{config.http_port}"
 
 
-def _broker(text: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and "]" not in port:
-        return host.strip("[]"), int(port)
-    return text, default_port
-
-
 def settings_from(args: object) -> Settings:
     """Config file (``--config``, ``$SILVERLINE_CONFIG``, ``./config.json``), then flags."""
     path = getattr(args, "config") or os.environ.get("SILVERLINE_CONFIG")
@@ -49,8 +43,10 @@ def settings_from(args: object) -> Settings:
     except ConfigError as e:
         raise CliError(str(e), USAGE) from None
     broker = getattr(args, "broker")
-    brokers = ([_broker(broker, config.mqtt_port)] if broker
-               else broker_addresses(config))
+    # read as the config's "mqtt" is: host, host:port, [v6] or [v6]:port
+    brokers = parse_brokers(broker, config.mqtt_port) if broker else broker_addresses(config)
+    if brokers is None:
+        raise CliError(f"--broker {broker!r}: expected host[:port]", USAGE)
     username = getattr(args, "user") or config.mqtt_username
     password_file = getattr(args, "password_file") or config.pwd
     password = read_password(password_file) if username and password_file else None

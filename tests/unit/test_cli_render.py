@@ -61,6 +61,13 @@ def test_config_then_flags(tmp_path: Path) -> None:
                                 "--rest", "http://h:1/", "runtimes"])
     s = settings_from(args)
     assert (s.brokers, s.realm, s.rest) == ([("::1", 1999)], "x", "http://h:1")
+    for flag, expected in (("::1", [("::1", 1884)]), ("[::1]", [("::1", 1884)]),
+                           ("h:7", [("h", 7)])):
+        args = parser().parse_args(["--config", str(conf), "--broker", flag, "runtimes"])
+        assert settings_from(args).brokers == expected, flag
+    with pytest.raises(CliError) as e:
+        settings_from(parser().parse_args(["--config", str(conf), "--broker", "h:x", "runtimes"]))
+    assert e.value.status == USAGE
 
 
 def test_a_bad_config_is_a_usage_error(tmp_path: Path) -> None:
