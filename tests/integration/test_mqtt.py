@@ -5,12 +5,11 @@ from __future__ import annotations
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet.task import LoopingCall
-from twisted.logger import globalLogPublisher
 
 from orchestrator.config import Config, broker_addresses
 from orchestrator.adapters.mqtt import MQTTService, build_client
@@ -34,16 +33,6 @@ def plain(port: int, **kw: Any) -> Config:
     return replace(Config(), mqtt="127.0.0.1", mqtt_port=port, mqtt_username=None, **kw)
 
 
-@pytest.fixture
-def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observe(event: dict) -> None:
-        from twisted.logger import formatEvent
-        lines.append(formatEvent(event))
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 @pytest_twisted.ensureDeferred

@@ -216,9 +216,9 @@ async def test_one_leader_standbys_follow_and_take_over(reactor: Any, dsn: str) 
     others = [_Candidate(reactor, dsn, n) for n in ("second", "third")]
     for c in others:
         c.lead.startService()
-    await deferLater(reactor, 1.0, lambda: None)
+    await eventually(lambda: all(c.lead.epoch == first.lead.epoch for c in others), 10,
+                     "the standbys to see the leader's epoch")
     assert [c.lead.role for c in others] == ["standby", "standby"]
-    assert all(c.lead.epoch == first.lead.epoch for c in others)
     assert json.loads(json.dumps(first.lead.health()))["role"] == "leader"
 
     rt = runtime(5)

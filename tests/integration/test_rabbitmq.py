@@ -19,7 +19,6 @@ from typing import Any, Iterator
 import pytest
 import pytest_twisted
 
-from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.support.app import App, make_config
 from tests.support.peer import Peer
@@ -37,15 +36,6 @@ def registration(object_id: str) -> dict:
             "data": {"type": "runtime", "uuid": RT, "name": "edge"}}
 
 
-@pytest.fixture
-def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observe(event: dict) -> None:
-        lines.append(formatEvent(event))
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 @pytest.fixture(scope="module")
