@@ -353,15 +353,22 @@ class ArenaDialect:
         if module.alive and module.parent != runtime.uuid:
             if self.recalled.get(module.uuid) == runtime.uuid:
                 return                  # asked already; its keepalive predates the delete
-            self.recalled[module.uuid] = runtime.uuid
-            if len(self.recalled) > UNCONFIRMED_KEPT:
-                self.recalled.popitem(last=False)
+            # kept beside the registry: written only if the request's changes stand
+            self.registry.after_commit(lambda: self._recall(module.uuid, runtime.uuid))
         out.publish(self.topics.module_request(module.namespace or runtime.namespace or "public",
                                                module.scene or "default", runtime.uuid,
                                                module.uuid),
                     arena.delete_request(self.me, self.core.new_id(), module, runtime.uuid))
 
+    def _recall(self, module_uuid: str, runtime_uuid: str) -> None:
+        self.recalled[module_uuid] = runtime_uuid
+        if len(self.recalled) > UNCONFIRMED_KEPT:
+            self.recalled.popitem(last=False)
+
     def _expect_confirmation(self, runtime_uuid: str, module_uuid: str) -> None:
+        self.registry.after_commit(lambda: self._unconfirmed(runtime_uuid, module_uuid))
+
+    def _unconfirmed(self, runtime_uuid: str, module_uuid: str) -> None:
         pending = self.unconfirmed.setdefault(runtime_uuid, OrderedDict())
         pending[module_uuid] = None
         pending.move_to_end(module_uuid)
