@@ -185,10 +185,11 @@ class DecisionLog:
 
     def _moved(self, event: Event) -> None:
         m = event.record
-        previous = (event.extra or {}).get("previous")
-        self._say("module {module_name} ({module}) moved from {source} to {where}: "
-                  "its runtime died", event, source=self._where(previous),
-                  where=self._where(_parent(m)), previous=previous, parent=_parent(m))
+        extra = event.extra or {}
+        previous = extra.get("previous")
+        self._say("module {module_name} ({module}) moved from {source} to {where}: {why}",
+                  event, source=self._where(previous), where=self._where(_parent(m)),
+                  previous=previous, parent=_parent(m), why=extra.get("why", "its runtime died"))
 
     def _killed(self, event: Event) -> None:
         m = event.record

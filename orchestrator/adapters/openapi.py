@@ -146,7 +146,8 @@ SCHEMAS: dict[str, Any] = {
         "runtime": _obj(RUNTIME_FIELDS), "module": _ref("ModuleDetail"),
         "reason": {"type": "string", "description": "runtime.dead: why; runtime.revived: the verdict undone"},
         "was": {"type": "string", "description": "runtime.reregistered: status before"},
-        "previous": {"type": "string", "description": "module.rescheduled: old runtime"}}),
+        "previous": {"type": "string", "description": "module.rescheduled: old runtime"},
+        "why": {"type": "string", "description": "module.rescheduled: why it moved"}}),
 }
 
 LIST_PARAMS = [

@@ -359,9 +359,9 @@ class Orchestrator:
         return dead
 
     def _reschedule(self, module: Module, source: Runtime, target: Runtime, out: Outbox,
-                    now: float) -> Module:
+                    now: float, why: str = "its runtime died") -> Module:
         moved, _ = self._start(module, target, out, now, "module.rescheduled",
-                               previous=source.uuid)
+                               previous=source.uuid, why=why)
         out.notify("rescheduled", {"type": "module", "uuid": moved.uuid, "name": moved.name,
                                    "from": source.uuid, "to": target.uuid})
         return moved
@@ -370,7 +370,7 @@ class Orchestrator:
     def move(self, module: Module, source: Runtime, target: Runtime, out: Outbox,
              now: float) -> Module:
         """Start a running module on ``target`` and stop it on ``source`` (a drain)."""
-        moved = self._reschedule(module, source, target, out, now)
+        moved = self._reschedule(module, source, target, out, now, why="its runtime is drained")
         self.forward_delete(moved, source.uuid, out)
         return moved
 

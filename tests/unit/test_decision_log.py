@@ -243,6 +243,7 @@ def test_operator_action_lines(fleet: Fleet) -> None:
     fleet.register(RT1, "rt1")
     fleet.register(RT2, "rt2")
     fleet.create("stays", uuid=M1, parent="rt1")
+    fleet.create("mover", uuid="m-mover", parent="rt1", fault_crash="restart")
 
     def operate(action: str, q: str) -> None:
         fleet.send("control", {"object_id": f"op-{action}", "action": action,
@@ -250,6 +251,8 @@ def test_operator_action_lines(fleet: Fleet) -> None:
     operate("drain", "rt1")
     assert fleet.lines.one("runtime.drained") == (
         f"runtime rt1 ({RT1}) drained: no new placements there")
+    assert fleet.lines.one("module.rescheduled") == (
+        f"module mover (m-mover) moved from rt1 ({RT1}) to rt2 ({RT2}): its runtime is drained")
     operate("undrain", "rt1")
     assert fleet.lines.one("runtime.undrained") == (
         f"runtime rt1 ({RT1}) takes placements again")

@@ -39,7 +39,7 @@ def test_drain_moves_restartable_modules_and_keeps_the_rest() -> None:
     assert h.registry.modules[M1].parent == RT2 and h.registry.modules[M2].parent == RT1
     assert h.registry.runtimes[RT1].drained
     assert [e.type for e in h.events[-2:]] == ["runtime.drained", "module.rescheduled"]
-    assert h.events[-1].extra == {"previous": RT1}
+    assert h.events[-1].extra == {"previous": RT1, "why": "its runtime is drained"}
 
 
 def test_drained_runtime_gets_no_scheduled_placement() -> None:
