@@ -130,7 +130,7 @@ async def test_several_addresses_first_reachable_then_the_next_on_loss(
 
 
 @pytest_twisted.ensureDeferred
-@within(90)
+@within(120)
 async def test_the_backoff_resets_only_once_the_subscription_is_granted(
         reactor: Any, tmp_path: Path, logged: list[str]) -> None:
     deny = ('authorization { users: [\n'
@@ -147,11 +147,11 @@ async def test_the_backoff_resets_only_once_the_subscription_is_granted(
         deaf.startService()
         good.startService()
         try:
-            # each refusal counts as a failed attempt: the step grows (a granted SUBACK
-            # would reset it)
+            # each refusal counts as a failed attempt: the step grows past 1 (were it
+            # reset at each CONNACK, it would be 1 after every refusal)
             await eventually(lambda: sum("refused our subscriptions" in line
-                                         for line in logged) >= 3 and deaf.backoff_step >= 3,
-                             45, "three refused subscriptions, the backoff growing")
+                                         for line in logged) >= 2 and deaf.backoff_step >= 2,
+                             60, "two refused subscriptions, the backoff growing")
             await eventually(lambda: good.subscribed, 20, "the permitted user's session")
         except Exception:
             raise AssertionError("\n".join(line for line in logged if "MQTT" in line))
