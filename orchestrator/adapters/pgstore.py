@@ -31,12 +31,12 @@ from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 
 from ..core.model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compact_json, module_row,
-                          row_reader, runtime_row)
+                          runtime_row)
 from ..core.registry import Record, Registry
 from .pg import PgError, PgLink
-from .store import CHUNK, SCHEMA, LoadReport
+from .store import CHUNK, SCHEMA, LoadReport, apply_batch, decode_snapshot
 
-__all__ = ["PgJournal", "Fenced", "SCHEMA_SQL", "apply_batch", "read_tail", "create_schema"]
+__all__ = ["PgJournal", "Fenced", "SCHEMA_SQL", "read_tail", "create_schema"]
 
 log = Logger()
 
@@ -95,36 +95,6 @@ def read_tail(conn: Any, realm: str, after: int, limit: int | None = None
         sql += f" LIMIT {int(limit)}"
     rows: list[tuple[int, str]] = conn.execute(sql, (realm, after)).fetchall()
     return rows
-
-
-def apply_batch(runtimes: dict[str, Runtime], modules: dict[str, Module],
-                batch: dict[str, Any]) -> None:
-    """One journal batch onto plain tables (replaying is idempotent)."""
-    for code, uuid, record in batch["changes"]:
-        table: dict[str, Any] = runtimes if code == "r" else modules
-        if record is None:
-            table.pop(uuid, None)
-        else:
-            table[uuid] = (Runtime if code == "r" else Module).from_record(record)
-
-
-def decode_snapshot(data: bytes) -> tuple[dict[str, Any], dict[str, Runtime], dict[str, Module]]:
-    """A snapshot document and its records; ValueError if it cannot be used."""
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int):
-        raise ValueError("not a snapshot document")
-    if doc["schema"] > SCHEMA:
-        raise RuntimeError(f"snapshot {doc.get('seq')} has schema {doc['schema']}, newer than "
-                           f"this orchestrator ({SCHEMA}); refusing to start rather than lose data")
-    try:
-        header = doc.get("fields") or {}
-        runtime_of = row_reader(Runtime, header.get("runtimes", RUNTIME_FIELDS))
-        module_of = row_reader(Module, header.get("modules", MODULE_FIELDS))
-        runtimes = {r.uuid: r for r in map(runtime_of, doc["runtimes"])}
-        modules = {m.uuid: m for m in map(module_of, doc["modules"])}
-    except (TypeError, KeyError, AttributeError) as e:
-        raise ValueError(f"bad record: {e!r}"[:200]) from None
-    return doc, runtimes, modules
 
 
 class PgJournal:

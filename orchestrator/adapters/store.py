@@ -37,7 +37,7 @@ from ..core.model import (MODULE_FIELDS, RUNTIME_FIELDS, Module, Runtime, compac
                     row_reader, runtime_row)
 from ..core.registry import Record, Registry
 
-__all__ = ["Store", "LoadReport", "SCHEMA"]
+__all__ = ["Store", "LoadReport", "SCHEMA", "apply_batch", "decode_snapshot"]
 
 SCHEMA = 1
 #: snapshot layout: {"schema", "seq", "saved_at", "fields": {kind: [names]},
@@ -122,6 +122,39 @@ class LoadReport:
     seconds: float = 0.0
 
 
+def apply_batch(runtimes: dict[str, Runtime], modules: dict[str, Module],
+                batch: dict[str, Any]) -> None:
+    """One journal batch onto plain tables (replaying is idempotent)."""
+    for code, uuid, record in batch["changes"]:
+        table: dict[str, Any] = runtimes if code == "r" else modules
+        if record is None:
+            table.pop(uuid, None)
+        else:
+            table[uuid] = (Runtime if code == "r" else Module).from_record(record)
+
+
+def decode_snapshot(data: bytes) -> tuple[dict[str, Any], dict[str, Runtime], dict[str, Module]]:
+    """A snapshot document and its records; ValueError if it cannot be used."""
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise ValueError(f"unreadable: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int):
+        raise ValueError("not a snapshot document")
+    if doc["schema"] > SCHEMA:
+        raise RuntimeError(f"snapshot {doc.get('seq')} has schema {doc['schema']}, newer than "
+                           f"this orchestrator ({SCHEMA}); refusing to start rather than lose data")
+    try:
+        header = doc.get("fields") or {}
+        runtime_of = row_reader(Runtime, header.get("runtimes", RUNTIME_FIELDS))
+        module_of = row_reader(Module, header.get("modules", MODULE_FIELDS))
+        runtimes = {r.uuid: r for r in map(runtime_of, doc["runtimes"])}
+        modules = {m.uuid: m for m in map(module_of, doc["modules"])}
+    except (TypeError, KeyError, AttributeError, ValueError) as e:
+        raise ValueError(f"bad record: {e!r}"[:200]) from None
+    return doc, runtimes, modules
+
+
 class Store:
     """Snapshots and journal in one directory; the reactor thread owns it."""
 
@@ -173,12 +206,7 @@ class Store:
         base = report.snapshot_seq or 0
         last = base
         for batch in self._replay(base, report):
-            for code, uuid, record in batch["changes"]:
-                table: dict[str, Any] = runtimes if code == "r" else modules
-                if record is None:
-                    table.pop(uuid, None)
-                else:
-                    table[uuid] = (Runtime if code == "r" else Module).from_record(record)
+            apply_batch(runtimes, modules, batch)
             next_serial = max(next_serial, batch.get("serial", 1))
             events = max(report.meta.get("events", 0), batch.get("meta", {}).get("events", 0))
             report.meta["events"] = events
@@ -214,26 +242,15 @@ class Store:
                        ) -> tuple[dict[str, Any], dict[str, Runtime], dict[str, Module]] | None:
         try:
             with open(os.path.join(self.path, name), "rb") as f:
-                doc = json.loads(f.read())
-        except (OSError, ValueError) as e:
+                data = f.read()
+        except OSError as e:
             self._quarantine(name, f"unreadable: {e}"[:200], report)
             return None
-        if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int):
-            self._quarantine(name, "not a snapshot document", report)
-            return None
-        if doc["schema"] > SCHEMA:
-            raise RuntimeError(f"{name} has schema {doc['schema']}, newer than this "
-                               f"orchestrator ({SCHEMA}); refusing to start rather than lose data")
         try:
-            header = doc.get("fields") or {}
-            runtime_of = row_reader(Runtime, header.get("runtimes", RUNTIME_FIELDS))
-            module_of = row_reader(Module, header.get("modules", MODULE_FIELDS))
-            runtimes = {r.uuid: r for r in map(runtime_of, doc["runtimes"])}
-            modules = {m.uuid: m for m in map(module_of, doc["modules"])}
-        except (TypeError, KeyError, AttributeError, ValueError) as e:
-            self._quarantine(name, f"bad record: {e!r}"[:200], report)
+            return decode_snapshot(data)
+        except ValueError as e:
+            self._quarantine(name, str(e)[:200], report)
             return None
-        return doc, runtimes, modules
 
     def _replay(self, after: int, report: LoadReport) -> Iterator[dict[str, Any]]:
         """Batches with seq > ``after``, in order, stopping at the first gap or damage."""
