@@ -51,6 +51,12 @@ class Link:
         self.clock.advance(lasted)
         self.down(reason)
 
+    def elapse(self) -> None:
+        """Let the pending wait run out exactly (``wait()`` is rounded, for asserting)."""
+        timer = self.svc._timer
+        assert timer is not None and timer.active()
+        self.clock.advance(timer.getTime() - self.clock.seconds())
+
     def wait(self) -> float:
         timer = self.svc._timer
         assert timer is not None and timer.active()
@@ -77,7 +83,7 @@ def test_drops_right_after_connack_are_a_takeover_from_the_third_in_a_row() -> N
     for _ in range(adapter.SHORT_LIVED_IN_A_ROW - 1):
         link.up_then_down(0.5)
         assert link.svc.taken_over is None
-        link.clock.advance(link.wait())
+        link.elapse()
     link.up_then_down(0.5)
     assert link.svc.taken_over is not None and link.svc.takeovers == 1
     assert link.wait() == adapter.TAKEOVER_FIRST_DELAY
@@ -88,7 +94,7 @@ def test_our_own_quick_hang_ups_are_not_a_takeover() -> None:
     link = Link()
     for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
         link.up_then_down(0.2, NORMAL)
-        link.clock.advance(link.wait())
+        link.elapse()
     assert link.svc.taken_over is None and link.svc.takeovers == 0
 
 
@@ -98,9 +104,9 @@ def test_a_broker_that_restarts_is_not_a_takeover() -> None:
     link = Link()
     for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
         link.up_then_down(0.5)
-        link.clock.advance(link.wait())
+        link.elapse()
         link.svc._unreachable("[Errno 111] Connection refused")
-        link.clock.advance(link.wait())
+        link.elapse()
     assert link.svc.taken_over is None and link.svc.takeovers == 0
 
 
@@ -109,7 +115,7 @@ def test_quick_drops_across_several_brokers_are_not_a_takeover() -> None:
     link.svc._brokers = [("node-a", 1883), ("node-b", 1883)]
     for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 2):
         link.up_then_down(0.5)
-        link.clock.advance(link.wait())
+        link.elapse()
     assert link.svc.taken_over is None and link.svc.takeovers == 0
 
 
@@ -128,14 +134,14 @@ def test_each_takeover_waits_twice_as_long_up_to_the_cap() -> None:
     for _ in range(5):
         link.up_then_down(1.0, TAKEN_OVER)
         waits.append(link.wait())
-        link.clock.advance(link.wait())
+        link.elapse()
     assert waits == [5.0, 10.0, 20.0, 40.0, 40.0]
 
 
 def test_holding_the_connection_ends_the_conflict() -> None:
     link = Link()
     link.up_then_down(1.0, TAKEN_OVER)
-    link.clock.advance(link.wait())
+    link.elapse()
     link.up()
     link.clock.advance(adapter.TAKEOVER_CLEARED_AFTER - 1)
     assert link.svc.taken_over is not None        # still within the fight
@@ -152,3 +158,21 @@ def test_stopping_is_never_a_takeover(reason: Any) -> None:
     for _ in range(adapter.SHORT_LIVED_IN_A_ROW + 1):
         link.up_then_down(0.1, reason)
     assert link.svc.taken_over is None and link.svc.takeovers == 0
+
+
+def test_a_refused_subscription_keeps_the_backoff_growing() -> None:
+    """Connected but deaf (the broker refused our SUBSCRIBE): not a reached broker.
+    The link hangs up and the backoff step grows; only a granted SUBACK resets it."""
+    link = Link()
+    refused = [ReasonCode(PacketTypes.SUBACK, identifier=0x80)]
+    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
+    for step in range(1, 4):
+        link.up()
+        link.svc._subscribed(link.svc.client, None, link.svc._sub_mid, refused, None)
+        assert not link.svc.subscribed
+        link.down(NORMAL)                           # our own hang-up
+        assert link.svc.backoff_step == step and link.svc.taken_over is None
+        link.elapse()
+    link.up()
+    link.svc._subscribed(link.svc.client, None, link.svc._sub_mid, granted, None)
+    assert link.svc.subscribed and link.svc.backoff_step == 0
