@@ -46,11 +46,11 @@ class App:
     def registry(self) -> Any:
         return self.service.core.registry
 
-    async def start(self) -> "App":
+    async def start(self, timeout: float = 10.0) -> "App":
         self.root = build(self.config, self.reactor, log_to_dir=False)
         self.root.privilegedStartService()
         self.root.startService()
-        await eventually(lambda: self.mqtt.subscribed, 10, "the orchestrator to subscribe")
+        await eventually(lambda: self.mqtt.subscribed, timeout, "the orchestrator to subscribe")
         return self
 
     async def stop(self) -> None:

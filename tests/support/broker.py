@@ -24,6 +24,18 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_listening(proc: "subprocess.Popen[bytes]", port: int, timeout: float, what: str,
+                   log: Path) -> None:
+    """Until ``port`` takes connections; fail at once if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not listening on {port} after {timeout}s")
+        time.sleep(0.02)
+
+
 class Mosquitto:
     """Start/stop/kill a mosquitto with its own config file and log."""
 
@@ -45,13 +57,7 @@ class Mosquitto:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
                                          stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto not listening on {self.port} after {timeout}s")
-            time.sleep(0.02)
+        wait_listening(self.proc, self.port, timeout, "mosquitto", self.log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from tests.support.broker import free_port, port_open
+from tests.support.broker import free_port, wait_listening
 
 NATS_SERVER = os.environ.get("NATS_SERVER", "/usr/sbin/nats-server")
 
@@ -32,13 +31,7 @@ class NatsServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([NATS_SERVER, "-c", str(self.conf)],
                                          stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server MQTT not listening after {timeout}s")
-            time.sleep(0.05)
+        wait_listening(self.proc, self.port, timeout, "nats-server", self.log)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
